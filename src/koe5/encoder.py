@@ -96,7 +96,9 @@ class Encoder:
         """Token ids with special tokens, not truncated."""
         if not texts:
             return []
-        return self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
 
     def _truncate(self, ids: list[int]) -> list[int]:
         """Cut the content, not the closing special tokens, as Hugging Face truncation does."""
@@ -203,7 +205,9 @@ def load(
         raise ModelError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     spec, location = resolve(model, query_prefix=query_prefix, passage_prefix=passage_prefix)
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a bar per load of a local folder is noise, not progress
     try:
         st = SentenceTransformer(location, device=device)
     except Exception as exc:  # sentence-transformers raises many types; name the model either way

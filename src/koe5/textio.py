@@ -1,0 +1,116 @@
+"""Reading texts from files or stdin and writing embeddings, with errors that name file and line."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from koe5.cache import atomic_write_bytes
+from koe5.errors import InputError
+
+
+@dataclass
+class Texts:
+    """Texts read from one source; ``ids`` are taken from JSONL records when they carry one."""
+
+    texts: list[str]
+    ids: list[str] | None
+    source: str
+
+
+def _open_text(path: str | Path) -> tuple[str, str]:
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+        name = "<stdin>"
+    else:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        name = str(path)
+    try:
+        return raw.decode("utf-8-sig"), name
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"{name}:{line}: not valid UTF-8 (byte {exc.start})") from exc
+
+
+def read_texts(path: str | Path, fmt: str = "auto", field: str = "text", id_field: str = "id") -> Texts:
+    """Read texts from a file (or ``-`` for stdin).
+
+    ``fmt``: ``jsonl`` (each line a JSON string or an object with ``field``), ``text`` (one text
+    per line; every line counts, empty ones too, so rows match lines) or ``auto`` (by extension,
+    else ``jsonl`` when the first non-empty line is JSON).
+    """
+    content, name = _open_text(path)
+    lines = content.splitlines()
+    if fmt == "auto":
+        suffix = Path(str(path)).suffix.lower()
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            fmt = "jsonl"
+        elif suffix in (".txt", ".text", ".tsv"):
+            fmt = "text"
+        else:
+            first = next((ln.strip() for ln in lines if ln.strip()), "")
+            fmt = "jsonl" if first[:1] in ("{", '"') else "text"
+    if fmt == "text":
+        return Texts(lines, None, name)
+    if fmt != "jsonl":
+        raise InputError(f"unknown input format {fmt!r} (use auto, jsonl or text)")
+    texts: list[str] = []
+    ids: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}:{number}: not valid JSON ({exc.msg})") from exc
+        if isinstance(record, str):
+            texts.append(record)
+            continue
+        if not isinstance(record, dict):
+            raise InputError(
+                f"{name}:{number}: expected a JSON string or object, got {type(record).__name__}"
+            )
+        if field not in record:
+            raise InputError(f"{name}:{number}: field {field!r} is missing")
+        if not isinstance(record[field], str):
+            raise InputError(
+                f"{name}:{number}: field {field!r} is {type(record[field]).__name__}, not a string"
+            )
+        texts.append(record[field])
+        if id_field in record:
+            ids.append(str(record[id_field]))
+    if ids and len(ids) != len(texts):
+        raise InputError(f"{name}: some records have {id_field!r} and some do not")
+    return Texts(texts, ids or None, name)
+
+
+def write_embeddings(path: str | Path | None, vectors: np.ndarray, ids: list[str] | None = None) -> None:
+    """Write vectors as ``.npy`` or JSONL (``{"id"?, "embedding"}`` a line); ``None`` or ``-``: stdout."""
+    lines = (
+        json.dumps(
+            ({"id": ids[i]} if ids else {}) | {"embedding": [round(float(x), 7) for x in vec]},
+            ensure_ascii=False,
+        )
+        for i, vec in enumerate(vectors)
+    )
+    if path is None or str(path) == "-":
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        return
+    path = Path(path)
+    if path.suffix == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, vectors.astype(np.float32, copy=False))
+        atomic_write_bytes(path, buf.getvalue())
+    elif path.suffix in (".jsonl", ".ndjson"):
+        atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8"))
+    else:
+        raise InputError(f"{path}: output must end in .npy or .jsonl")

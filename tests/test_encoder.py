@@ -1,0 +1,148 @@
+"""The encoder adds the right prefixes, keeps input order, truncates visibly, rejects bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import koe5
+from koe5.errors import InputError, ModelCacheError, ModelError
+
+
+def test_prefixes_equal_manual_prompt(tiny):
+    st = tiny.model
+    for encode, prefix in ((tiny.encode_queries, "query: "), (tiny.encode_passages, "passage: ")):
+        mine = encode(["x", "서울은 대한민국의 수도이다."])
+        plain = st.encode([prefix + "x", prefix + "서울은 대한민국의 수도이다."], normalize_embeddings=True)
+        np.testing.assert_allclose(mine, plain, atol=1e-5)
+    assert not np.allclose(tiny.encode_queries(["x"]), tiny.encode_passages(["x"]))
+
+
+def test_output_shape_dtype_norm(tiny, sample_texts):
+    out = tiny.encode_passages(sample_texts)
+    assert out.shape == (len(sample_texts), tiny.dim) == (len(sample_texts), 384)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_empty_input(tiny):
+    out = tiny.encode_queries([])
+    assert out.shape == (0, 384) and out.dtype == np.float32
+
+
+def test_single_string_is_one_row(tiny):
+    np.testing.assert_allclose(tiny.encode_queries("서울"), tiny.encode_queries(["서울"]), atol=1e-6)
+
+
+def test_length_sorting_keeps_input_order(tiny, sample_texts):
+    batched = tiny.encode_passages(sample_texts, batch_size=4)
+    one_by_one = np.vstack([tiny.encode_passages([t]) for t in sample_texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+
+
+def test_truncation_is_counted(tiny, caplog):
+    long_text = "서울 " * 700
+    with caplog.at_level("WARNING", logger="koe5"):
+        out = tiny.encode_passages([long_text, "짧은 문장", long_text + "끝"])
+    assert tiny.last_truncated == 2
+    assert "2 of 3 inputs were longer than 512 tokens" in caplog.text
+    # truncation keeps the first 511 content tokens + </s>, as Hugging Face's tokenizer does
+    plain = tiny.model.encode(["passage: " + long_text], normalize_embeddings=True)
+    np.testing.assert_allclose(out[0], plain[0], atol=1e-5)
+    tiny.encode_passages(["짧은 문장"])
+    assert tiny.last_truncated == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["좋아요", 3], "item 1 is int"),
+        (["좋아요", None], "item 1 is NoneType"),
+        ([b"\xec\x95\x88"], "item 0 is bytes"),
+        (None, "got NoneType"),
+        (b"bytes", "got bytes"),
+    ],
+)
+def test_bad_input(tiny, bad, message):
+    with pytest.raises(InputError, match=message):
+        tiny.encode_queries(bad)
+
+
+def test_bad_kind(tiny):
+    with pytest.raises(InputError, match="kind"):
+        tiny.encode(["x"], kind="document")
+
+
+def test_similarity(tiny):
+    q = tiny.encode_queries(["한국의 수도는 어디인가요?"])
+    p = tiny.encode_passages(["서울은 대한민국의 수도이다.", "가격은 ￦12,000원이고 할인율은 15%입니다."])
+    sim = tiny.similarity(q, p)
+    assert sim.shape == (1, 2)
+    np.testing.assert_allclose(sim, q @ p.T, atol=1e-6)
+    with pytest.raises(InputError, match="dimension mismatch"):
+        tiny.similarity(q, np.ones((1, 3)))
+
+
+def test_attributes(tiny, tiny_model_dir):
+    assert tiny.path == str(tiny_model_dir)
+    assert (tiny.dim, tiny.max_length) == (384, 512)
+    assert (tiny.query_prefix, tiny.passage_prefix) == ("query: ", "passage: ")
+
+
+def test_prefix_override(tiny_model_dir):
+    enc = koe5.load(str(tiny_model_dir), device="cpu", query_prefix="", passage_prefix="")
+    np.testing.assert_allclose(enc.encode_queries(["x"]), enc.encode(["x"]), atol=1e-6)
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        koe5.load(str(tmp_path / "nothing-here"))
+
+
+def test_corrupt_model_folder(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="cannot load model"):
+        koe5.load(str(broken))
+
+
+def test_unknown_backend(tiny_model_dir):
+    with pytest.raises(ModelError, match="unknown backend"):
+        koe5.load(str(tiny_model_dir), backend="tensorrt")
+
+
+def test_default_model_loads_from_cache(default_model_dir):
+    enc = koe5.load(device="cpu")
+    assert enc.path == str(default_model_dir)
+    assert enc.dim == 384 and enc.query_prefix == "query: "
+
+
+def test_damaged_cache_is_reported(default_model_dir):
+    from koe5.registry import check_model_dir
+
+    weights = default_model_dir / "model.safetensors"
+    backup = weights.read_bytes()
+    try:
+        weights.write_bytes(backup[: len(backup) // 2])
+        with pytest.raises(ModelCacheError, match=r"damaged.*koe5 convert --force"):
+            koe5.load()
+        (default_model_dir / "koe5_model.json").rename(default_model_dir / "moved.json")
+        with pytest.raises(ModelCacheError, match="not written by koe5"):
+            check_model_dir(default_model_dir, cached=True)
+    finally:
+        if (default_model_dir / "moved.json").exists():
+            (default_model_dir / "moved.json").rename(default_model_dir / "koe5_model.json")
+        weights.write_bytes(backup)
+    check_model_dir(default_model_dir, cached=True)
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(caplog):
+    with (
+        caplog.at_level("WARNING", logger="koe5"),
+        pytest.raises(ModelError, match="no-such-org/no-such-model"),
+    ):
+        koe5.load("no-such-org/no-such-model")
+    assert "not in the model registry" in caplog.text
