@@ -277,12 +277,26 @@ def render(
     it is instead one table of that metric per task, with the models' averages. ``subsets`` maps a
     task to the subset to read instead of its Korean one. Values are rounded to ``decimals``.
     """
-    if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     dirs = list(dirs)
     results = collect(dirs)
     if not results:
         raise InputError(f"no MTEB result files under {', '.join(map(str, dirs))}")
+    return render_results(results, fmt, ks, tasks, subsets=subsets, per_task=per_task, decimals=decimals)
+
+
+def render_results(
+    results: Results,
+    fmt: str = "markdown",
+    ks: Sequence[int] = LEADERBOARD_KS,
+    tasks: Sequence[str] | None = None,
+    *,
+    subsets: Mapping[str, str] | None = None,
+    per_task: str | None = None,
+    decimals: int = 5,
+) -> str:
+    """:func:`render` for results already in memory (``{model: {task: result}}``)."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     tasks = list(tasks or KURE_TASKS)
     if per_task:
         rows = task_table(results, per_task, tasks=tasks, subsets=subsets)

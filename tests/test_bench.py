@@ -1,0 +1,144 @@
+"""Benchmark runner: any retriever, MTEB result files, embedding cache, `koe5 bench` / `leaderboard`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from koe5.bench import DenseRetriever, FunctionRetriever, evaluate_tasks
+from koe5.cli import app
+from koe5.embcache import EmbeddingCache, encode_cached, model_fingerprint
+from koe5.leaderboard import collect
+from koe5.tasks import get_task
+
+runner = CliRunner()
+
+
+def oracle(data, top_k):
+    """Ranks each query's relevant documents first, by grade."""
+    return {q: {d: float(g) for d, g in data.qrels[q].items()} for q in data.queries}
+
+
+def test_any_ranking_function_can_be_benchmarked(tmp_path):
+    results = evaluate_tasks(FunctionRetriever("oracle", oracle), ["PublicHealthQA"], output_dir=tmp_path)
+    scores = results["PublicHealthQA"]["scores"]["test"][0]
+    assert scores["ndcg_at_10"] == scores["recall_at_10"] == scores["main_score"] == 1.0
+    assert scores["precision_at_1"] == 1.0 and scores["f1_at_1"] == 1.0
+
+    nothing = evaluate_tasks(FunctionRetriever("empty", lambda data, k: {}), ["PublicHealthQA"])
+    assert nothing["PublicHealthQA"]["scores"]["test"][0]["ndcg_at_10"] == 0.0
+
+
+def test_result_files_are_mteb_shaped_and_read_by_the_leaderboard(tmp_path):
+    evaluate_tasks(
+        FunctionRetriever("oracle", oracle), ["PublicHealthQA"], output_dir=tmp_path, label="me/oracle"
+    )
+    doc = json.loads((tmp_path / "me" / "oracle" / "PublicHealthQA.json").read_text())
+    assert doc["task_name"] == "PublicHealthQA" and doc["mteb_version"] == "1.20.1"
+    entry = doc["scores"]["test"][0]
+    assert entry["hf_subset"] == "korean" and entry["main_score"] == 1.0
+    assert {
+        f"{m}_at_{k}" for m in ("ndcg", "recall", "precision", "map", "mrr") for k in (1, 10, 1000)
+    } <= set(entry)
+    assert collect([tmp_path])["me/oracle"]["PublicHealthQA"]["task_name"] == "PublicHealthQA"
+
+
+def test_dense_retriever_matches_brute_force(tiny):
+    data = get_task("PublicHealthQA").load()
+    run = DenseRetriever(tiny).rank(data, top_k=5)
+    qid = next(iter(data.queries))
+    q = tiny.encode_queries([data.queries[qid]])[0]
+    docs = tiny.encode_passages([data.doc_text(d) for d in data.corpus])
+    best = np.argsort(-(docs @ q))[:5]
+    assert list(run[qid]) == [list(data.corpus)[i] for i in best]
+
+
+def test_embedding_cache_second_run_encodes_nothing(tiny, tmp_path):
+    cache = EmbeddingCache(tmp_path / "emb.sqlite")
+    first = DenseRetriever(tiny, cache=cache)
+    a = evaluate_tasks(first, ["PublicHealthQA"])
+    assert first.encoded == 154  # 77 documents + 77 queries
+    second = DenseRetriever(tiny, cache=cache)
+    b = evaluate_tasks(second, ["PublicHealthQA"])
+    assert second.encoded == 0
+    assert a["PublicHealthQA"]["scores"] == b["PublicHealthQA"]["scores"]
+
+
+def test_cache_keys_on_model_and_prefix(tiny, tiny_model_dir, tmp_path):
+    import koe5
+
+    cache = EmbeddingCache(tmp_path / "emb.sqlite")
+    texts = ["서울은 대한민국의 수도이다.", "부산은 항구 도시이다."]
+    vectors, n = encode_cached(tiny, texts, "passage", cache)
+    assert n == 2
+    again, n = encode_cached(tiny, [texts[1], "새 문장"], "passage", cache)
+    assert n == 1
+    np.testing.assert_array_equal(again[0], vectors[1])
+    other = koe5.load(str(tiny_model_dir), device="cpu", passage_prefix="")
+    assert model_fingerprint(other) != model_fingerprint(tiny)
+    _, n = encode_cached(other, texts, "passage", cache)
+    assert n == 2
+
+
+def test_cli_bench_json_then_cached(tiny_model_dir, tmp_path):
+    args = ["--quiet", "bench", "--model", str(tiny_model_dir), "--tasks", "PublicHealthQA", "--json"]
+    args += ["--output-dir", str(tmp_path)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert doc["encoded_texts"] == 154
+    ndcg = doc["tasks"]["PublicHealthQA"]["test"][0]["ndcg_at_10"]
+    assert 0 < ndcg <= 1
+    row = doc["tables"]["top_k"]["10"][0]
+    assert row["ndcg"] == pytest.approx(ndcg, abs=1e-5)
+    assert (tmp_path / "local" / tiny_model_dir.name / "PublicHealthQA.json").is_file()
+
+    second = json.loads(runner.invoke(app, args).stdout)
+    assert second["encoded_texts"] == 0
+    assert second["tasks"] == doc["tasks"]
+
+
+def test_cli_bench_tables(tiny_model_dir, tmp_path):
+    args = [
+        "--quiet",
+        "bench",
+        "-m",
+        str(tiny_model_dir),
+        "-t",
+        "PublicHealthQA",
+        "-o",
+        str(tmp_path),
+        "--k",
+        "1,10",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "### Top-k 1" in result.stdout and "### Top-k 10" in result.stdout
+    assert "Average F1@10" in result.stdout and "NDCG@10 per task" in result.stdout
+
+
+def test_cli_bench_bad_task(tiny_model_dir, tmp_path):
+    result = runner.invoke(
+        app, ["--quiet", "bench", "-m", str(tiny_model_dir), "-t", "NoSuchTask", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "NoSuchTask" in result.output and "AutoRAGRetrieval" in result.output
+
+
+def test_cli_leaderboard_reproduces_the_card(tmp_path):
+    from pathlib import Path
+
+    ref = Path(__file__).parent / "data" / "kure_results"
+    result = runner.invoke(app, ["leaderboard", str(ref)])
+    assert result.exit_code == 0, result.output
+    # KoE5's own row of the KoE5/KURE card, top-k 1: Recall 0.50157, Precision 0.57790, NDCG 0.57790, F1 0.53178
+    assert "| nlpai-lab/KoE5 | 0.50157 | 0.57790 | 0.57790 | 0.53178 |" in result.stdout
+    as_csv = runner.invoke(app, ["leaderboard", str(ref), "--format", "csv", "--k", "10"])
+    assert as_csv.stdout.splitlines()[0] == "top_k,model,recall,precision,ndcg,f1"
+    as_json = json.loads(runner.invoke(app, ["leaderboard", str(ref), "-f", "json"]).stdout)
+    assert as_json["top_k"]["1"][0]["model"] == "nlpai-lab/KURE-v1"
+    empty = runner.invoke(app, ["leaderboard", str(tmp_path)])
+    assert empty.exit_code == 2 and "no MTEB result files" in empty.output
