@@ -54,7 +54,9 @@ def measure_conversion(folder: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -106,7 +108,9 @@ def main() -> None:
     print(f"{len(texts)} sentences, {n_tokens} tokens, batch {args.batch_size}, {report['threads']} threads")
     print(f"{'':30} {'sent/s':>9} {'tok/s':>9} {'vs baseline':>12}")
     for name, r in report["results"].items():
-        print(f"{name:30} {r['sentences_per_s']:9.1f} {r['tokens_per_s']:9.1f} {r['speed_vs_baseline']:11.2f}x")
+        print(
+            f"{name:30} {r['sentences_per_s']:9.1f} {r['tokens_per_s']:9.1f} {r['speed_vs_baseline']:11.2f}x"
+        )
 
 
 if __name__ == "__main__":

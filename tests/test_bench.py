@@ -134,7 +134,7 @@ def test_cli_leaderboard_reproduces_the_card(tmp_path):
     ref = Path(__file__).parent / "data" / "kure_results"
     result = runner.invoke(app, ["leaderboard", str(ref)])
     assert result.exit_code == 0, result.output
-    # KoE5's own row of the KoE5/KURE card, top-k 1: Recall 0.50157, Precision 0.57790, NDCG 0.57790, F1 0.53178
+    # KoE5's row of the KoE5/KURE card at top-k 1: Recall, Precision, NDCG, F1
     assert "| nlpai-lab/KoE5 | 0.50157 | 0.57790 | 0.57790 | 0.53178 |" in result.stdout
     as_csv = runner.invoke(app, ["leaderboard", str(ref), "--format", "csv", "--k", "10"])
     assert as_csv.stdout.splitlines()[0] == "top_k,model,recall,precision,ndcg,f1"
@@ -142,3 +142,28 @@ def test_cli_leaderboard_reproduces_the_card(tmp_path):
     assert as_json["top_k"]["1"][0]["model"] == "nlpai-lab/KURE-v1"
     empty = runner.invoke(app, ["leaderboard", str(tmp_path)])
     assert empty.exit_code == 2 and "no MTEB result files" in empty.output
+
+
+def test_cli_bench_on_a_beir_folder(tiny_model_dir, tmp_path):
+    folder = tmp_path / "mini-beir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = {"d1": "서울은 대한민국의 수도이다.", "d2": "부산은 항구 도시이다.", "d3": "김치는 배추로 만든다."}
+    (folder / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": k, "title": "", "text": v}, ensure_ascii=False) + "\n" for k, v in docs.items()
+        ),
+        encoding="utf-8",
+    )
+    queries = {"q1": "한국의 수도는?", "q2": "김치 재료"}
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}, ensure_ascii=False) + "\n" for k, v in queries.items()),
+        encoding="utf-8",
+    )
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n")
+    out = tmp_path / "out"
+    args = ["--quiet", "bench", "-m", str(tiny_model_dir), "-t", str(folder), "-o", str(out), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)["tasks"]["mini-beir"]["test"][0]
+    assert scores["recall_at_3"] == 1.0  # three documents: every relevant one is in the top 3
+    assert (out / "local" / tiny_model_dir.name / "mini-beir.json").is_file()

@@ -29,8 +29,12 @@ from koe5.tasks.hub import HubDataset, load_hub
 SHARED = Path("/work/shared/data")
 STATS = SHARED / "reference" / "mteb_stats"
 # task -> MTEB subset whose statistics the bundled copy must equal (None: the task has no subsets)
-MTEB_SUBSET = {"AutoRAGRetrieval": None, "BelebeleRetrieval": "kor_Hang-kor_Hang", "PublicHealthQA": "korean",
-               "SQuADKorV1Retrieval": None}
+MTEB_SUBSET = {
+    "AutoRAGRetrieval": None,
+    "BelebeleRetrieval": "kor_Hang-kor_Hang",
+    "PublicHealthQA": "korean",
+    "SQuADKorV1Retrieval": None,
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +53,31 @@ def jsonl(*records: dict) -> str:
 
 
 def beir_folder(root: Path, corpus=None, queries=None, qrels=None) -> Path:
-    write(root / "corpus.jsonl", corpus if corpus is not None else jsonl(
-        {"_id": "d1", "title": "서울", "text": "한국의 수도"},
-        {"_id": "d2", "title": "", "text": "부산은 항구 도시"},
-        {"_id": 3, "text": "제주도"}))
-    write(root / "queries.jsonl", queries if queries is not None else jsonl(
-        {"_id": "q1", "text": "한국의 수도는?"}, {"_id": "q2", "text": "항구 도시"}))
-    write(root / "qrels" / "test.tsv", qrels if qrels is not None else
-          "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\t3\t0\n")
+    write(
+        root / "corpus.jsonl",
+        corpus
+        if corpus is not None
+        else jsonl(
+            {"_id": "d1", "title": "서울", "text": "한국의 수도"},
+            {"_id": "d2", "title": "", "text": "부산은 항구 도시"},
+            {"_id": 3, "text": "제주도"},
+        ),
+    )
+    write(
+        root / "queries.jsonl",
+        queries
+        if queries is not None
+        else jsonl({"_id": "q1", "text": "한국의 수도는?"}, {"_id": "q2", "text": "항구 도시"}),
+    )
+    write(
+        root / "qrels" / "test.tsv",
+        qrels if qrels is not None else "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\t3\t0\n",
+    )
     return root
 
 
 # --- the bundled suite -------------------------------------------------------------------------------
+
 
 def test_bundled_names_and_order():
     assert BUNDLED == ("AutoRAGRetrieval", "BelebeleRetrieval", "PublicHealthQA", "SQuADKorV1Retrieval")
@@ -74,8 +91,11 @@ def test_bundled_task_matches_mteb_statistics(bundled, name):
         pytest.skip(f"{path} not available")
     split = json.loads(path.read_text(encoding="utf-8"))["test"]
     ref = split["hf_subset_descriptive_stats"][MTEB_SUBSET[name]] if MTEB_SUBSET[name] else split
-    docs, queries, rels = ref["documents_text_statistics"], ref["queries_text_statistics"], \
-        ref["relevant_docs_statistics"]
+    docs, queries, rels = (
+        ref["documents_text_statistics"],
+        ref["queries_text_statistics"],
+        ref["relevant_docs_statistics"],
+    )
     data = bundled[name]
     assert data.stats() == {
         "num_queries": queries["unique_texts"] if name != "SQuADKorV1Retrieval" else 5774,
@@ -126,6 +146,7 @@ def test_bundled_content(bundled):
 
 # --- doc_text: MTEB 1.20.1's document text ---------------------------------------------------------
 
+
 def test_doc_text_rules():
     assert doc_text({"title": "서울", "text": "한국의 수도 "}) == "서울 한국의 수도"
     assert doc_text({"title": "", "text": " 본문\n"}) == "본문"
@@ -136,10 +157,20 @@ def test_doc_text_rules():
 
 # --- metadata and get_task ---------------------------------------------------------------------------
 
+
 def test_known_tasks_metadata():
-    assert list(KNOWN_TASKS) == ["Ko-StrategyQA", "AutoRAGRetrieval", "PublicHealthQA", "BelebeleRetrieval",
-                                 "MIRACLRetrieval", "MrTidyRetrieval", "MultiLongDocRetrieval",
-                                 "XPQARetrieval", "SQuADKorV1Retrieval", "LawIRKo"]
+    assert list(KNOWN_TASKS) == [
+        "Ko-StrategyQA",
+        "AutoRAGRetrieval",
+        "PublicHealthQA",
+        "BelebeleRetrieval",
+        "MIRACLRetrieval",
+        "MrTidyRetrieval",
+        "MultiLongDocRetrieval",
+        "XPQARetrieval",
+        "SQuADKorV1Retrieval",
+        "LawIRKo",
+    ]
     mldr = KNOWN_TASKS["MultiLongDocRetrieval"]
     assert mldr.splits == ("dev", "test") and mldr.subset == "ko"
     assert mldr.revision == "837028901907a7d419b4ab906f28e011ce1cc824"
@@ -169,6 +200,7 @@ def test_task_with_two_splits_needs_a_split():
 
 
 # --- BEIR folders --------------------------------------------------------------------------------------
+
 
 def test_load_beir_and_get_task_on_a_folder(tmp_path):
     folder = beir_folder(tmp_path / "mini")
@@ -207,12 +239,21 @@ def test_malformed_tsv_line_names_file_and_line(tmp_path):
         load_beir(folder)
 
 
-@pytest.mark.parametrize(("part", "content", "expected"), [
-    ("corpus", jsonl({"_id": "d1", "text": "a"}, {"_id": "d2", "text": "b"}, {"_id": "d1", "text": "c"}),
-     r"corpus\.jsonl:3: duplicate document id 'd1' \(first at .*corpus\.jsonl:1\)"),
-    ("queries", jsonl({"_id": "q1", "text": "a"}, {"_id": "q1", "text": "b"}),
-     r"queries\.jsonl:2: duplicate query id 'q1'"),
-])
+@pytest.mark.parametrize(
+    ("part", "content", "expected"),
+    [
+        (
+            "corpus",
+            jsonl({"_id": "d1", "text": "a"}, {"_id": "d2", "text": "b"}, {"_id": "d1", "text": "c"}),
+            r"corpus\.jsonl:3: duplicate document id 'd1' \(first at .*corpus\.jsonl:1\)",
+        ),
+        (
+            "queries",
+            jsonl({"_id": "q1", "text": "a"}, {"_id": "q1", "text": "b"}),
+            r"queries\.jsonl:2: duplicate query id 'q1'",
+        ),
+    ],
+)
 def test_duplicate_ids_are_errors(tmp_path, part, content, expected):
     folder = beir_folder(tmp_path, **{part: content})
     with pytest.raises(InputError, match=expected):
@@ -230,9 +271,11 @@ def test_qrels_with_unknown_ids_are_dropped_counted_and_logged(tmp_path, caplog)
 
 
 def test_queries_without_a_relevant_document_are_dropped_and_counted(tmp_path):
-    folder = beir_folder(tmp_path, queries=jsonl({"_id": "q1", "text": "a"}, {"_id": "q2", "text": "b"},
-                                                 {"_id": "q3", "text": "c"}),
-                         qrels="q1\td1\t1\nq2\td2\t0\n")
+    folder = beir_folder(
+        tmp_path,
+        queries=jsonl({"_id": "q1", "text": "a"}, {"_id": "q2", "text": "b"}, {"_id": "q3", "text": "c"}),
+        qrels="q1\td1\t1\nq2\td2\t0\n",
+    )
     data = load_beir(folder)
     assert list(data.queries) == ["q1"] and list(data.qrels) == ["q1"]
     assert data.skipped == {NO_RELEVANT: 1, NO_QRELS: 1}
@@ -281,8 +324,9 @@ CLASSIC_TOPICS = """<top>
 def test_load_trec_tsv_topics_and_jsonl_corpus(tmp_path):
     topics = write(tmp_path / "topics.tsv", "301\t한국의 수도\n302\t항구 도시\n")
     qrels = write(tmp_path / "qrels.txt", "301 0 d1 1\n301 0 d2 0\n302 0 d2 2\n")
-    corpus = write(tmp_path / "docs.jsonl",
-                   jsonl({"id": "d1", "contents": "서울"}, {"docid": "d2", "text": "부산"}))
+    corpus = write(
+        tmp_path / "docs.jsonl", jsonl({"id": "d1", "contents": "서울"}, {"docid": "d2", "text": "부산"})
+    )
     data = load_trec(topics, qrels, corpus)
     assert data.queries == {"301": "한국의 수도", "302": "항구 도시"}
     assert data.qrels == {"301": {"d1": 1, "d2": 0}, "302": {"d2": 2}}
@@ -306,14 +350,16 @@ def test_trec_bad_lines(tmp_path):
     with pytest.raises(InputError, match=r"qrels\.txt:1: expected 'query-id 0 doc-id relevance', got 3"):
         load_trec(topics, write(tmp_path / "qrels.txt", "1 d1 1\n"), corpus)
     with pytest.raises(InputError, match=r"classic\.txt:5: <top> block without <num>"):
-        classic = write(tmp_path / "classic.txt",
-                        "<top>\n<num> 1\n<title> a\n</top>\n<top>\n<title> b\n</top>\n")
+        classic = write(
+            tmp_path / "classic.txt", "<top>\n<num> 1\n<title> a\n</top>\n<top>\n<title> b\n</top>\n"
+        )
         load_trec(classic, tmp_path / "q", corpus)
     with pytest.raises(InputError, match=r"docs2\.tsv:1: expected 'id<TAB>text'"):
         load_trec(topics, write(tmp_path / "q.txt", "1 0 d1 1\n"), write(tmp_path / "docs2.tsv", "d1\n"))
 
 
 # --- hub layouts, run on local datasets -------------------------------------------------------------
+
 
 def _dd(**splits):
     import datasets
@@ -326,17 +372,24 @@ def test_beir_layout_from_local_parquet_and_json(tmp_path):
 
     cache = str(tmp_path / "hf-cache")
     corpus = tmp_path / "corpus.parquet"
-    datasets.Dataset.from_dict({"_id": ["d1", "d2"], "title": ["서울", None], "text": ["수도", "항구"]}
-                               ).to_parquet(str(corpus))
-    queries = [{"_id": "q1", "text": "수도는?"}, {"_id": "q2", "text": "항구는?"},
-               {"_id": "q3", "text": "다른 split의 질문"}]
+    datasets.Dataset.from_dict(
+        {"_id": ["d1", "d2"], "title": ["서울", None], "text": ["수도", "항구"]}
+    ).to_parquet(str(corpus))
+    queries = [
+        {"_id": "q1", "text": "수도는?"},
+        {"_id": "q2", "text": "항구는?"},
+        {"_id": "q3", "text": "다른 split의 질문"},
+    ]
     write(tmp_path / "queries.jsonl", jsonl(*queries))
     configs = {
         "corpus": datasets.load_dataset("parquet", data_files={"corpus": str(corpus)}, cache_dir=cache),
-        "queries": datasets.load_dataset("json", data_files={"queries": str(tmp_path / "queries.jsonl")},
-                                         cache_dir=cache),
-        "default": _dd(dev={"query-id": ["q1", "q2"], "corpus-id": ["d1", "d2"], "score": [1, 1]},
-                       test={"query-id": ["q2"], "corpus-id": ["d2"], "score": [1]}),
+        "queries": datasets.load_dataset(
+            "json", data_files={"queries": str(tmp_path / "queries.jsonl")}, cache_dir=cache
+        ),
+        "default": _dd(
+            dev={"query-id": ["q1", "q2"], "corpus-id": ["d1", "d2"], "score": [1, 1]},
+            test={"query-id": ["q2"], "corpus-id": ["d2"], "score": [1]},
+        ),
     }
     data = load_hub("user/ko-set", "abc123", "beir", "dev", doc_join="raw", configs=configs)
     assert data.queries == {"q1": "수도는?", "q2": "항구는?"}
@@ -359,9 +412,11 @@ def test_beir_layout_with_a_language_subset_and_a_train_corpus():
 
 
 def test_duplicate_ids_in_hub_data_name_config_and_row():
-    configs = {"corpus": _dd(corpus={"_id": ["d1", "d1"], "text": ["a", "b"]}),
-               "queries": _dd(queries={"_id": ["q1"], "text": ["a"]}),
-               "default": _dd(test={"query-id": ["q1"], "corpus-id": ["d1"], "score": [1]})}
+    configs = {
+        "corpus": _dd(corpus={"_id": ["d1", "d1"], "text": ["a", "b"]}),
+        "queries": _dd(queries={"_id": ["q1"], "text": ["a"]}),
+        "default": _dd(test={"query-id": ["q1"], "corpus-id": ["d1"], "score": [1]}),
+    }
     with pytest.raises(InputError, match=r"user/x@r1 corpus\[test\] row 1: duplicate document id 'd1'"):
         load_hub("user/x", "r1", "beir", "test", configs=configs)
 
@@ -370,8 +425,13 @@ def test_belebele_layout_same_transform_as_bundled(bundled):
     lines = (EVAL_DATA / "belebele" / "kor_Hang.jsonl").read_text("utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
     korean = _dd(test={k: [r[k] for r in rows] for k in ("link", "flores_passage", "question")})
-    english = _dd(test={"link": [r["link"] for r in rows], "flores_passage": ["passage"] * len(rows),
-                        "question": [f"question {r['link']} {r['question_number']}" for r in rows]})
+    english = _dd(
+        test={
+            "link": [r["link"] for r in rows],
+            "flores_passage": ["passage"] * len(rows),
+            "question": [f"question {r['link']} {r['question_number']}" for r in rows],
+        }
+    )
     configs = {"kor_Hang": korean, "eng_Latn": english}
     task = KNOWN_TASKS["BelebeleRetrieval"]
     same = load_hub(task.dataset, task.revision, "belebele", "test", "kor_Hang-kor_Hang", configs=configs)
@@ -381,8 +441,11 @@ def test_belebele_layout_same_transform_as_bundled(bundled):
 
 
 def test_publichealthqa_layout():
-    configs = {"korean": _dd(test={"question": ["가?", "나?", None, "가?"],
-                                   "answer": ["답 1\n", "답 2", "답 3", "답 1\n"]})}
+    configs = {
+        "korean": _dd(
+            test={"question": ["가?", "나?", None, "가?"], "answer": ["답 1\n", "답 2", "답 3", "답 1\n"]}
+        )
+    }
     data = load_hub("xhluca/publichealth-qa", "main", "publichealthqa", "test", "korean", configs=configs)
     assert data.queries == {"Q0": "가?", "Q1": "나?"}
     assert data.corpus["D0"] == {"title": "", "text": "답 1\n"} and data.doc_text("D0") == "답 1"
@@ -390,6 +453,7 @@ def test_publichealthqa_layout():
 
 
 # --- the hub itself is unreachable in tests ---------------------------------------------------------
+
 
 def test_hub_unreachable_names_dataset_and_revision(monkeypatch):
     import datasets.config

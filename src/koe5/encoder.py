@@ -25,6 +25,7 @@ from koe5.registry import DEFAULT, ModelSpec, resolve
 log = logging.getLogger("koe5")
 
 Kind = Literal["query", "passage"]
+_PLURAL = {"query": "queries", "passage": "passages", None: "texts"}
 BACKENDS = ("torch",)
 
 
@@ -138,7 +139,7 @@ class Encoder:
             )
         batches = length_sorted_batches(np.minimum(lengths, self.max_length), batch_size or self.batch_size)
         device = self.model.device
-        progress = _progress(len(items), show_progress, f"encoding {kind or 'text'}s")
+        progress = _progress(len(items), show_progress, f"encoding {_PLURAL[kind]}")
         with torch.inference_mode():
             for batch in batches:
                 rows = [self._truncate(ids[i]) for i in batch]

@@ -30,8 +30,9 @@ def _autorag(folder: Path) -> Parts:
     table = pq.read_table(path, columns=["doc_id", "contents"])
     corpus: dict[str, dict[str, str]] = {}
     seen: dict[str, str] = {}
-    for row, (doc_id, text) in enumerate(zip(table["doc_id"].to_pylist(), table["contents"].to_pylist(),
-                                             strict=True)):
+    for row, (doc_id, text) in enumerate(
+        zip(table["doc_id"].to_pylist(), table["contents"].to_pylist(), strict=True)
+    ):
         put_unique(corpus, doc_id, {"title": "", "text": text}, "document", f"{path} row {row}", seen)
 
     path = folder / "qa_v4.parquet"
@@ -39,8 +40,14 @@ def _autorag(folder: Path) -> Parts:
     queries: dict[str, str] = {}
     qrels = []
     seen = {}
-    for row, (query_id, text, groups) in enumerate(zip(table["qid"].to_pylist(), table["query"].to_pylist(),
-                                                       table["retrieval_gt"].to_pylist(), strict=True)):
+    for row, (query_id, text, groups) in enumerate(
+        zip(
+            table["qid"].to_pylist(),
+            table["query"].to_pylist(),
+            table["retrieval_gt"].to_pylist(),
+            strict=True,
+        )
+    ):
         put_unique(queries, query_id, text, "query", f"{path} row {row}", seen)
         qrels += [(query_id, doc_id, 1) for group in groups for doc_id in group]
     return corpus, queries, qrels, {}
@@ -62,13 +69,16 @@ def _publichealthqa(folder: Path) -> Parts:
     path = folder / "publichealthqa_ko.json"
     content = read_json(path)
     try:
-        corpus = {str(i): {"title": d.get("title", "").strip(), "text": d["text"].strip()}
-                  for i, d in content["corpus"].items()}
+        corpus = {
+            str(i): {"title": d.get("title", "").strip(), "text": d["text"].strip()}
+            for i, d in content["corpus"].items()
+        }
         queries = {str(i): text.strip() for i, text in content["queries"].items()}
         qrels = [(str(q), str(d), int(s)) for q, docs in content["qrels"].items() for d, s in docs.items()]
     except (KeyError, AttributeError, TypeError, ValueError) as exc:
         raise InputError(
-            f"{path}: expected corpus/queries/qrels objects ({type(exc).__name__}: {exc})") from exc
+            f"{path}: expected corpus/queries/qrels objects ({type(exc).__name__}: {exc})"
+        ) from exc
     return corpus, queries, qrels, {}
 
 
@@ -105,8 +115,12 @@ def _korquad(folder: Path) -> Parts:
     return corpus, queries, qrels, skipped
 
 
-LOADERS = {"autorag": _autorag, "belebele": _belebele, "publichealthqa": _publichealthqa,
-           "korquad_v1": _korquad}
+LOADERS = {
+    "autorag": _autorag,
+    "belebele": _belebele,
+    "publichealthqa": _publichealthqa,
+    "korquad_v1": _korquad,
+}
 
 
 def load_bundled(folder: str, *, doc_join: DocJoin = "strip") -> RetrievalData:

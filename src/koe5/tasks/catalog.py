@@ -52,8 +52,9 @@ class Task:
         """The main (Korean-Korean) subset, or ``None`` for a task without subsets."""
         return self.subsets[0] if self.subsets else None
 
-    def load(self, split: str | None = None, subset: str | None = None, *,
-             from_hub: bool = False) -> RetrievalData:
+    def load(
+        self, split: str | None = None, subset: str | None = None, *, from_hub: bool = False
+    ) -> RetrievalData:
         """Load one split and subset: bundled files when the task has them, otherwise the hub.
 
         ``split`` may be left out when the task has one split; ``from_hub=True`` skips the bundled copy.
@@ -73,7 +74,8 @@ class Task:
         if self.bundled and not from_hub:
             if subset != self.subset:
                 raise InputError(
-                    f"{self.name}: only subset {self.subset} is bundled; pass from_hub=True for {subset}")
+                    f"{self.name}: only subset {self.subset} is bundled; pass from_hub=True for {subset}"
+                )
             return load_bundled(self.bundled, doc_join=self.doc_join)
         return load_hub(self.dataset, self.revision, self.shape, split, subset, doc_join=self.doc_join)
 
@@ -83,46 +85,119 @@ def _bundled(folder: str, files: str) -> str:
 
 
 _TASKS = [
-    Task("Ko-StrategyQA", "taeminlee/Ko-StrategyQA", "d243889a3eb6654029dbd7e7f9319ae31d58f97c", ("dev",),
-         "cc-by-4.0", "hub", "StrategyQA questions and Wikipedia paragraphs, machine-translated to Korean.",
-         doc_join="raw"),
-    Task("AutoRAGRetrieval", "yjoonjang/markers_bm", "fd7df84ac089bbec763b1c6bb1b56e985df5cc5c", ("test",),
-         "mit", _bundled("autorag", "taeminlee/AutoRAG-example-korean-embedding-benchmark data/*.parquet"),
-         "Questions over OCR'd Korean PDF pages in finance, public sector, healthcare, law and commerce.",
-         bundled="autorag", doc_join="raw"),
-    Task("PublicHealthQA", "xhluca/publichealth-qa", "main", ("test",), "cc-by-nc-sa-3.0",
-         _bundled("publichealthqa", "PlateerLab/synaptic-memory publichealthqa_ko.json"),
-         "Public-health FAQ from CDC and WHO (Korean subset): question to its answer.",
-         subsets=("korean",), shape="publichealthqa", bundled="publichealthqa"),
-    Task("BelebeleRetrieval", "mteb/belebele", "979a211276faa22f671e69d096634193567cfd05", ("test",),
-         "cc-by-sa-4.0", _bundled("belebele", "Belebele kor_Hang.jsonl, FLORES-200 passages"),
-         "Belebele reading-comprehension questions to their FLORES-200 passage.",
-         languages=("kor-Hang", "eng-Latn"),
-         subsets=("kor_Hang-kor_Hang", "kor_Hang-eng_Latn", "eng_Latn-kor_Hang"),
-         shape="belebele", bundled="belebele"),
-    Task("MIRACLRetrieval", "mteb/MIRACLRetrieval", "9c09abc13478308c27598f350e31d8f06b9b5481", ("dev",),
-         "cc-by-sa-4.0", "hub", "MIRACL Korean: questions over Korean Wikipedia passages, graded qrels.",
-         languages=("kor-Kore",), subsets=("ko",)),
-    Task("MrTidyRetrieval", "mteb/mrtidy", "fc24a3ce8f09746410daee3d5cd823ff7a0675b7", ("test",),
-         "cc-by-sa-3.0", "hub", "Mr. TyDi Korean: TyDi questions over Korean Wikipedia passages.",
-         languages=("kor-Kore",), subsets=("korean",)),
-    Task("MultiLongDocRetrieval", "mteb/MultiLongDocRetrieval", "837028901907a7d419b4ab906f28e011ce1cc824",
-         ("dev", "test"), "mit", "hub",
-         "MLDR Korean: generated questions to long Wikipedia/mC4 articles; dev and test scores are averaged.",
-         subsets=("ko",)),
-    Task("XPQARetrieval", "mteb/XPQARetrieval", "fc4624be978945a0ceebbc4b85737258fe26330b", ("test",),
-         "cdla-sharing-1.0", "hub",
-         "xPQA product questions to answers (Korean, and cross-lingual with English).",
-         languages=("kor-Hang", "eng-Latn"), subsets=("kor-kor", "eng-kor", "kor-eng")),
-    Task("SQuADKorV1Retrieval", "yjoonjang/squad_kor_v1", "2b4ee1f3b143a04792da93a3df21933c5fe9eed3",
-         ("test",), "cc-by-nd-2.0-kr",
-         _bundled("korquad_v1", "korquad/korquad.github.io KorQuAD_v1.0_dev.json, CC BY-ND 2.0 KR; "
-                  "the hub copy is listed by MTEB as cc-by-sa-4.0"),
-         "KorQuAD 1.0 dev questions to their Wikipedia paragraph (title + text); derived from the original "
-         "file, with the hub copy's counts and character totals.",
-         bundled="korquad_v1"),
-    Task("LawIRKo", "on-and-on/lawgov_ir-ko", "bd5361e486ef4be7052c506adfdf0610d04abbfe", ("test",),
-         "mit", "hub", "Questions naming a Korean law and article title, to the article's text."),
+    Task(
+        "Ko-StrategyQA",
+        "taeminlee/Ko-StrategyQA",
+        "d243889a3eb6654029dbd7e7f9319ae31d58f97c",
+        ("dev",),
+        "cc-by-4.0",
+        "hub",
+        "StrategyQA questions and Wikipedia paragraphs, machine-translated to Korean.",
+        doc_join="raw",
+    ),
+    Task(
+        "AutoRAGRetrieval",
+        "yjoonjang/markers_bm",
+        "fd7df84ac089bbec763b1c6bb1b56e985df5cc5c",
+        ("test",),
+        "mit",
+        _bundled("autorag", "taeminlee/AutoRAG-example-korean-embedding-benchmark data/*.parquet"),
+        "Questions over OCR'd Korean PDF pages in finance, public sector, healthcare, law and commerce.",
+        bundled="autorag",
+        doc_join="raw",
+    ),
+    Task(
+        "PublicHealthQA",
+        "xhluca/publichealth-qa",
+        "main",
+        ("test",),
+        "cc-by-nc-sa-3.0",
+        _bundled("publichealthqa", "PlateerLab/synaptic-memory publichealthqa_ko.json"),
+        "Public-health FAQ from CDC and WHO (Korean subset): question to its answer.",
+        subsets=("korean",),
+        shape="publichealthqa",
+        bundled="publichealthqa",
+    ),
+    Task(
+        "BelebeleRetrieval",
+        "mteb/belebele",
+        "979a211276faa22f671e69d096634193567cfd05",
+        ("test",),
+        "cc-by-sa-4.0",
+        _bundled("belebele", "Belebele kor_Hang.jsonl, FLORES-200 passages"),
+        "Belebele reading-comprehension questions to their FLORES-200 passage.",
+        languages=("kor-Hang", "eng-Latn"),
+        subsets=("kor_Hang-kor_Hang", "kor_Hang-eng_Latn", "eng_Latn-kor_Hang"),
+        shape="belebele",
+        bundled="belebele",
+    ),
+    Task(
+        "MIRACLRetrieval",
+        "mteb/MIRACLRetrieval",
+        "9c09abc13478308c27598f350e31d8f06b9b5481",
+        ("dev",),
+        "cc-by-sa-4.0",
+        "hub",
+        "MIRACL Korean: questions over Korean Wikipedia passages, graded qrels.",
+        languages=("kor-Kore",),
+        subsets=("ko",),
+    ),
+    Task(
+        "MrTidyRetrieval",
+        "mteb/mrtidy",
+        "fc24a3ce8f09746410daee3d5cd823ff7a0675b7",
+        ("test",),
+        "cc-by-sa-3.0",
+        "hub",
+        "Mr. TyDi Korean: TyDi questions over Korean Wikipedia passages.",
+        languages=("kor-Kore",),
+        subsets=("korean",),
+    ),
+    Task(
+        "MultiLongDocRetrieval",
+        "mteb/MultiLongDocRetrieval",
+        "837028901907a7d419b4ab906f28e011ce1cc824",
+        ("dev", "test"),
+        "mit",
+        "hub",
+        "MLDR Korean: generated questions to long Wikipedia/mC4 articles; dev and test scores are averaged.",
+        subsets=("ko",),
+    ),
+    Task(
+        "XPQARetrieval",
+        "mteb/XPQARetrieval",
+        "fc4624be978945a0ceebbc4b85737258fe26330b",
+        ("test",),
+        "cdla-sharing-1.0",
+        "hub",
+        "xPQA product questions to answers (Korean, and cross-lingual with English).",
+        languages=("kor-Hang", "eng-Latn"),
+        subsets=("kor-kor", "eng-kor", "kor-eng"),
+    ),
+    Task(
+        "SQuADKorV1Retrieval",
+        "yjoonjang/squad_kor_v1",
+        "2b4ee1f3b143a04792da93a3df21933c5fe9eed3",
+        ("test",),
+        "cc-by-nd-2.0-kr",
+        _bundled(
+            "korquad_v1",
+            "korquad/korquad.github.io KorQuAD_v1.0_dev.json, CC BY-ND 2.0 KR; "
+            "the hub copy is listed by MTEB as cc-by-sa-4.0",
+        ),
+        "KorQuAD 1.0 dev questions to their Wikipedia paragraph (title + text); derived from the original "
+        "file, with the hub copy's counts and character totals.",
+        bundled="korquad_v1",
+    ),
+    Task(
+        "LawIRKo",
+        "on-and-on/lawgov_ir-ko",
+        "bd5361e486ef4be7052c506adfdf0610d04abbfe",
+        ("test",),
+        "mit",
+        "hub",
+        "Questions naming a Korean law and article title, to the article's text.",
+    ),
 ]
 
 KNOWN_TASKS: dict[str, Task] = {task.name: task for task in _TASKS}
@@ -136,8 +211,17 @@ def get_task(name_or_path: str) -> Task:
     """A known task by name (case does not matter), or a task for a BEIR folder given by path."""
     path = Path(name_or_path)
     if path.is_dir():
-        return Task(path.name, str(path), "", beir_splits(path) or ("test",), "", f"BEIR folder {path}", "",
-                    languages=(), shape="folder")
+        return Task(
+            path.name,
+            str(path),
+            "",
+            beir_splits(path) or ("test",),
+            "",
+            f"BEIR folder {path}",
+            "",
+            languages=(),
+            shape="folder",
+        )
     by_lower = {name.lower(): task for name, task in KNOWN_TASKS.items()}
     if name_or_path.lower() in by_lower:
         return by_lower[name_or_path.lower()]

@@ -18,8 +18,16 @@ from koe5.errors import Koe5Error
 from koe5.tasks.data import DocJoin, RetrievalData, assemble
 from koe5.tasks.transforms import SHAPES
 
-_OFFLINE_ERRORS = ("ConnectionError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "Timeout",
-                   "ConnectTimeout", "ReadTimeout", "NameResolutionError", "MaxRetryError")
+_OFFLINE_ERRORS = (
+    "ConnectionError",
+    "OfflineModeIsEnabled",
+    "LocalEntryNotFoundError",
+    "Timeout",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "NameResolutionError",
+    "MaxRetryError",
+)
 
 
 class HubDatasetError(Koe5Error):
@@ -42,8 +50,9 @@ class HubDataset(Mapping[str, Any]):
         if self._names is None:
             import datasets
 
-            self._names = self._call(None, datasets.get_dataset_config_names, self.path,
-                                     revision=self.revision)
+            self._names = self._call(
+                None, datasets.get_dataset_config_names, self.path, revision=self.revision
+            )
         return self._names
 
     def __iter__(self) -> Iterator[str]:
@@ -59,8 +68,9 @@ class HubDataset(Mapping[str, Any]):
         if name not in self._loaded:
             import datasets
 
-            self._loaded[name] = self._call(name, datasets.load_dataset, self.path, name,
-                                            revision=self.revision)
+            self._loaded[name] = self._call(
+                name, datasets.load_dataset, self.path, name, revision=self.revision
+            )
         return self._loaded[name]
 
     def _call(self, config: str | None, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -71,15 +81,25 @@ class HubDataset(Mapping[str, Any]):
             chain = [exc, exc.__cause__, exc.__context__]
             names = {type(e).__name__ for e in chain if e is not None} | {str(exc)}
             if any(marker in name for name in names for marker in _OFFLINE_ERRORS):
-                reason = ("the Hugging Face hub is unreachable or offline mode is on (HF_HUB_OFFLINE); "
-                          "the bundled tasks load offline (koe5.tasks.BUNDLED)")
+                reason = (
+                    "the Hugging Face hub is unreachable or offline mode is on (HF_HUB_OFFLINE); "
+                    "the bundled tasks load offline (koe5.tasks.BUNDLED)"
+                )
             else:
                 reason = f"{type(exc).__name__}: {exc}"
             raise HubDatasetError(f"{what}: cannot load from the Hugging Face hub: {reason}") from exc
 
 
-def load_hub(path: str, revision: str, shape: str, split: str, subset: str | None = None, *,
-             doc_join: DocJoin = "strip", configs: Mapping[str, Any] | None = None) -> RetrievalData:
+def load_hub(
+    path: str,
+    revision: str,
+    shape: str,
+    split: str,
+    subset: str | None = None,
+    *,
+    doc_join: DocJoin = "strip",
+    configs: Mapping[str, Any] | None = None,
+) -> RetrievalData:
     """Load one split (and subset) of a hub dataset laid out as ``shape`` (a key of ``transforms.SHAPES``).
 
     ``configs`` replaces the hub with local ``{config: DatasetDict}`` data of the same layout.

@@ -87,8 +87,9 @@ def field(record: dict[str, Any], names: tuple[str, ...], where: str, *, default
     raise InputError(f"{where}: field {' or '.join(repr(n) for n in names)} is missing")
 
 
-def put_unique(mapping: dict[str, Any], key: str, value: Any, kind: str, where: str,
-               seen: dict[str, str]) -> None:
+def put_unique(
+    mapping: dict[str, Any], key: str, value: Any, kind: str, where: str, seen: dict[str, str]
+) -> None:
     """Add ``key`` to ``mapping``; a key seen before is an error naming both places."""
     if key in mapping:
         first = seen.get(key, "an earlier line")
@@ -113,8 +114,14 @@ def read_queries_jsonl(path: str | Path) -> dict[str, str]:
     queries: dict[str, str] = {}
     seen: dict[str, str] = {}
     for where, record in read_jsonl(path):
-        put_unique(queries, field(record, ("_id", "id"), where), field(record, ("text",), where),
-                   "query", where, seen)
+        put_unique(
+            queries,
+            field(record, ("_id", "id"), where),
+            field(record, ("text",), where),
+            "query",
+            where,
+            seen,
+        )
     return queries
 
 
@@ -135,7 +142,8 @@ def read_corpus_tsv(path: str | Path) -> dict[str, dict[str, str]]:
             doc = {"title": fields[1], "text": fields[2]}
         else:
             raise InputError(
-                f"{where}: expected 'id<TAB>text' or 'id<TAB>title<TAB>text', got {len(fields)} fields")
+                f"{where}: expected 'id<TAB>text' or 'id<TAB>title<TAB>text', got {len(fields)} fields"
+            )
         put_unique(corpus, fields[0].strip(), doc, "document", where, seen)
     return corpus
 

@@ -63,8 +63,9 @@ def _string(value: Any, where: str, name: str) -> str:
     raise InputError(f"{where}: {name} must be a string, got {type(value).__name__}")
 
 
-def from_beir_configs(configs: Mapping[str, Mapping[str, Table]], split: str, subset: str | None,
-                      origin: str) -> Parts:
+def from_beir_configs(
+    configs: Mapping[str, Mapping[str, Table]], split: str, subset: str | None, origin: str
+) -> Parts:
     """Read the BEIR layout: configs ``corpus``, ``queries`` and ``default`` (or ``qrels``), or
     ``<subset>-corpus``, ``<subset>-queries``, ``<subset>-qrels`` for a language subset.
 
@@ -86,8 +87,13 @@ def from_beir_configs(configs: Mapping[str, Mapping[str, Table]], split: str, su
     for row, (query_id, doc_id, score) in enumerate(zip(query_ids, doc_ids, scores, strict=True)):
         if not isinstance(score, int | float) or score != int(score):
             raise InputError(f"{where} row {row}: score {score!r} is not a whole number")
-        qrels.append((_string(query_id, f"{where} row {row}", "query-id"),
-                      _string(doc_id, f"{where} row {row}", "corpus-id"), int(score)))
+        qrels.append(
+            (
+                _string(query_id, f"{where} row {row}", "query-id"),
+                _string(doc_id, f"{where} row {row}", "corpus-id"),
+                int(score),
+            )
+        )
 
     where = f"{origin} {prefix}corpus[{split}]"
     table = pick_split(config(configs, f"{prefix}corpus", origin), split, where)
@@ -113,8 +119,9 @@ def from_beir_configs(configs: Mapping[str, Mapping[str, Table]], split: str, su
     return corpus, queries, qrels, {}
 
 
-def from_belebele_configs(configs: Mapping[str, Mapping[str, Table]], split: str, subset: str,
-                          origin: str) -> Parts:
+def from_belebele_configs(
+    configs: Mapping[str, Mapping[str, Table]], split: str, subset: str, origin: str
+) -> Parts:
     """Belebele as MTEB builds it: subset ``<passage language>-<question language>``, each a config.
 
     A document is the passage of each distinct ``link`` (ids ``C0, C1, ...`` in first-seen order,
@@ -122,10 +129,12 @@ def from_belebele_configs(configs: Mapping[str, Mapping[str, Table]], split: str
     passage relevant (score 1).
     """
     passage_language, _, question_language = subset.partition("-")
-    passages = pick_split(config(configs, passage_language, origin), split,
-                          f"{origin} {passage_language}[{split}]")
-    questions = pick_split(config(configs, question_language, origin), split,
-                           f"{origin} {question_language}[{split}]")
+    passages = pick_split(
+        config(configs, passage_language, origin), split, f"{origin} {passage_language}[{split}]"
+    )
+    questions = pick_split(
+        config(configs, question_language, origin), split, f"{origin} {question_language}[{split}]"
+    )
     return belebele(passages, questions, origin)
 
 
@@ -133,23 +142,26 @@ def belebele(passages: Table, questions: Table, origin: str) -> Parts:
     """Belebele retrieval view from a passage-language table and a question-language table."""
     link_ids: dict[str, str] = {}
     corpus: dict[str, dict[str, str]] = {}
-    for link, passage in zip(column(passages, "link", origin), column(passages, "flores_passage", origin),
-                             strict=True):
+    for link, passage in zip(
+        column(passages, "link", origin), column(passages, "flores_passage", origin), strict=True
+    ):
         if link not in link_ids:
             link_ids[link] = f"C{len(link_ids)}"
             corpus[link_ids[link]] = {"title": "", "text": passage}
     query_ids: dict[str, str] = {}
     qrels = []
-    for question, link in zip(column(questions, "question", origin), column(questions, "link", origin),
-                              strict=True):
+    for question, link in zip(
+        column(questions, "question", origin), column(questions, "link", origin), strict=True
+    ):
         query_id = query_ids.setdefault(question, f"Q{len(query_ids)}")
         # a link missing from the passage table becomes an unknown document, counted by assemble
         qrels.append((query_id, link_ids.get(link, f"link:{link}"), 1))
     return corpus, {qid: question for question, qid in query_ids.items()}, qrels, {}
 
 
-def from_publichealthqa_configs(configs: Mapping[str, Mapping[str, Table]], split: str, subset: str,
-                                origin: str) -> Parts:
+def from_publichealthqa_configs(
+    configs: Mapping[str, Mapping[str, Table]], split: str, subset: str, origin: str
+) -> Parts:
     """PublicHealthQA as MTEB builds it from ``xhluca/publichealth-qa``: config = language.
 
     Each distinct ``question`` is a query (``Q0, Q1, ...``), each distinct ``answer`` a document
