@@ -60,6 +60,10 @@ def model_fingerprint(encoder) -> str:
                 for p in folder.iterdir()
                 if p.suffix in (".safetensors", ".bin", ".onnx")
             )
+        if parts["backend"] != "torch":  # a re-export changes the vectors of the ONNX backends
+            parts["onnx"] = sorted(
+                (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (folder / "onnx").glob("*.onnx")
+            )
     else:
         parts["hub_id"] = encoder.path
         parts["revision"] = _hub_revision(encoder.path)

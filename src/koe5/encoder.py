@@ -12,12 +12,15 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from koe5.backends import BACKENDS, ONNX_FILES, OnnxRunner, TorchRunner, auto_choice, onnx_dir, pooling_mode
 from koe5.batching import length_sorted_batches
 from koe5.errors import InputError, ModelError
 from koe5.registry import DEFAULT, ModelSpec, resolve
@@ -26,7 +29,8 @@ log = logging.getLogger("koe5")
 
 Kind = Literal["query", "passage"]
 _PLURAL = {"query": "queries", "passage": "passages", None: "texts"}
-BACKENDS = ("torch",)
+#: ``(input_ids, attention_mask) -> normalised vectors``; see :mod:`koe5.backends`.
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def check_texts(texts: str | Iterable[str]) -> list[str]:
@@ -49,28 +53,52 @@ def check_texts(texts: str | Iterable[str]) -> list[str]:
 
 
 class Encoder:
-    """A sentence-transformers model plus what koe5 knows about it (prefixes, limits).
+    """A model plus what koe5 knows about it (prefixes, limits) and how it runs (backend per kind).
 
     Use :func:`koe5.load` to make one. ``last_truncated`` counts the inputs of the latest call
     that were longer than ``max_length`` tokens and were cut.
     """
 
-    def __init__(self, model, spec: ModelSpec, path: str, *, batch_size: int = 32) -> None:
-        self.model = model
+    def __init__(
+        self,
+        spec: ModelSpec,
+        path: str,
+        tokenizer,
+        runners: dict[str, Runner],
+        *,
+        dim: int,
+        max_length: int,
+        batch_size: int = 64,
+        max_tokens: int | None = 4096,
+        model=None,
+    ) -> None:
         self.spec = spec
         self.path = path
+        self.tokenizer = tokenizer
+        self.runners = runners
+        self.dim = dim
+        self.max_length = max_length
         self.batch_size = batch_size
-        self.tokenizer = model.tokenizer
-        # sentence-transformers 6 renamed the method; 5 only has the old name
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        dim = get_dim()
-        self.dim: int = int(dim or spec.dim)
-        limits = [x for x in (model.max_seq_length, spec.max_length) if x]
-        self.max_length: int = int(min(limits)) if limits else 512
+        self.max_tokens = max_tokens
+        self._model = model
         self.last_truncated = 0
         self._lead, self._tail = self._special_layout()
         self._pad_id = self.tokenizer.pad_token_id or 0
-        self._with_token_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+
+    @property
+    def model(self):
+        """The sentence-transformers model (loaded on first use when the backends are ONNX)."""
+        if self._model is None:
+            self._model = _load_sentence_transformer(self.path, None)
+        return self._model
+
+    @property
+    def backend(self) -> str:
+        """The backend of each kind, e.g. ``"torch"`` or ``"query=onnx-int8,passage=torch"``."""
+        names = {kind: r.name for kind, r in self.runners.items()}
+        if len(set(names.values())) == 1:
+            return next(iter(names.values()))
+        return ",".join(f"{k}={v}" for k, v in sorted(names.items()))
 
     @property
     def name(self) -> str:
@@ -114,11 +142,14 @@ class Encoder:
         kind: Kind | None = None,
         *,
         batch_size: int | None = None,
+        max_tokens: int | None = None,
         show_progress: bool = False,
     ) -> np.ndarray:
-        """Embed ``texts`` (with the prefix of ``kind``, none if ``None``) -> float32 (n, dim)."""
-        import torch
+        """Embed ``texts`` (with the prefix of ``kind``, none if ``None``) -> float32 (n, dim).
 
+        Batches hold at most ``batch_size`` inputs and ``max_tokens`` padded token-equivalents
+        (defaults: the encoder's; see :mod:`koe5.batching`).
+        """
         items = check_texts(texts)
         prefix = {"query": self.query_prefix, "passage": self.passage_prefix, None: ""}.get(kind)
         if prefix is None:
@@ -137,25 +168,23 @@ class Encoder:
                 len(items),
                 self.max_length,
             )
-        batches = length_sorted_batches(np.minimum(lengths, self.max_length), batch_size or self.batch_size)
-        device = self.model.device
+        batches = length_sorted_batches(
+            np.minimum(lengths, self.max_length),
+            batch_size or self.batch_size,
+            max_tokens if max_tokens is not None else self.max_tokens,
+        )
+        runner = self.runners[kind or "passage"]
         progress = _progress(len(items), show_progress, f"encoding {_PLURAL[kind]}")
-        with torch.inference_mode():
-            for batch in batches:
-                rows = [self._truncate(ids[i]) for i in batch]
-                width = max(map(len, rows))
-                input_ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, row in enumerate(rows):
-                    input_ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-                    mask[r, : len(row)] = 1
-                features = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
-                if self._with_token_types:
-                    features["token_type_ids"] = torch.zeros_like(features["input_ids"])
-                emb = self.model(features)["sentence_embedding"].float()
-                emb = torch.nn.functional.normalize(emb, dim=-1)
-                out[batch] = emb.cpu().numpy()
-                progress.update(len(batch))
+        for batch in batches:
+            rows = [self._truncate(ids[i]) for i in batch]
+            width = max(map(len, rows))
+            input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, row in enumerate(rows):
+                input_ids[r, : len(row)] = row
+                mask[r, : len(row)] = 1
+            out[batch] = runner(input_ids, mask)
+            progress.update(len(batch))
         progress.close()
         return out
 
@@ -179,13 +208,42 @@ class Encoder:
         return an @ bn.T
 
     def __repr__(self) -> str:
-        return f"Encoder({self.name!r}, dim={self.dim}, max_length={self.max_length}, path={self.path!r})"
+        return (
+            f"Encoder({self.name!r}, dim={self.dim}, max_length={self.max_length}, "
+            f"backend={self.backend!r}, path={self.path!r})"
+        )
 
 
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="text", disable=not enabled or total == 0, leave=False)
+
+
+def _load_sentence_transformer(location: str, device: str | None):
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per load of a local folder is noise, not progress
+    try:
+        st = SentenceTransformer(location, device=device)
+    except Exception as exc:  # sentence-transformers raises many types; name the model either way
+        raise ModelError(f"cannot load model from {location}: {type(exc).__name__}: {exc}") from exc
+    st.eval()
+    return st
+
+
+def _max_length(folder: Path, tokenizer, spec: ModelSpec, st) -> int:
+    limits = [spec.max_length]
+    if st is not None:
+        limits.append(st.max_seq_length)
+    else:
+        cfg = folder / "sentence_bert_config.json"
+        if cfg.is_file():
+            limits.append(json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length"))
+        limits.append(getattr(tokenizer, "model_max_length", None))
+    limits = [int(x) for x in limits if x and x < 1_000_000]
+    return min(limits) if limits else 512
 
 
 def load(
@@ -195,23 +253,59 @@ def load(
     *,
     query_prefix: str | None = None,
     passage_prefix: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
+    max_tokens: int | None = None,
+    precision: str = "auto",
 ) -> Encoder:
     """Load an encoder: ``"default"`` (bundled, offline), a local folder or a hub id.
 
     Prefixes come from the model registry or the folder's saved prompts; pass ``query_prefix`` /
-    ``passage_prefix`` to override them (needed for models koe5 does not know).
+    ``passage_prefix`` to override them (needed for models koe5 does not know). ``backend`` is one
+    of :data:`koe5.backends.BACKENDS` (the ONNX ones need ``koe5 export`` first); ``precision``
+    applies on CUDA (``auto`` = bf16 where supported, else fp16; ``fp32`` to keep full precision).
+    Batches default to 64 inputs and 4,096 padded token-equivalents on CPU, 512 and 65,536 on CUDA.
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     spec, location = resolve(model, query_prefix=query_prefix, passage_prefix=passage_prefix)
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
+    folder = Path(location)
+    if backend == "torch":
+        kinds = {"query": "torch", "passage": "torch"}
+    elif not folder.is_dir():
+        raise ModelError(
+            f"backend {backend!r} needs a local model folder with an ONNX export; "
+            f"run `koe5 export {model} --onnx` (and load the folder it prints)"
+        )
+    elif backend == "auto":
+        kinds = auto_choice(folder)
+    else:
+        kinds = {"query": backend, "passage": backend}
+    st = _load_sentence_transformer(location, device) if "torch" in kinds.values() else None
+    if st is not None:
+        tokenizer = st.tokenizer
+    else:
+        from transformers import AutoTokenizer
 
-    hf_logging.disable_progress_bar()  # a bar per load of a local folder is noise, not progress
-    try:
-        st = SentenceTransformer(location, device=device)
-    except Exception as exc:  # sentence-transformers raises many types; name the model either way
-        raise ModelError(f"cannot load model {model!r} from {location}: {type(exc).__name__}: {exc}") from exc
-    st.eval()
-    return Encoder(st, spec, location, batch_size=batch_size)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    runners: dict[str, Runner] = {}
+    torch_runner = TorchRunner(st, precision) if st is not None else None
+    pooling = None
+    for kind, name in kinds.items():
+        if name == "torch":
+            runners[kind] = torch_runner
+        else:
+            pooling = pooling or pooling_mode(folder)
+            runners[kind] = OnnxRunner(onnx_dir(folder) / ONNX_FILES[name], pooling, name)
+    on_gpu = st is not None and st.device.type == "cuda"
+    probe = next(iter(runners.values()))(np.array([[0, 1]], dtype=np.int64), np.ones((1, 2), dtype=np.int64))
+    return Encoder(
+        spec,
+        location,
+        tokenizer,
+        runners,
+        dim=int(probe.shape[1]),
+        max_length=_max_length(folder, tokenizer, spec, st),
+        batch_size=batch_size or (512 if on_gpu else 64),
+        max_tokens=max_tokens or (65536 if on_gpu else 4096),
+        model=st,
+    )

@@ -18,7 +18,9 @@ app = typer.Typer(
 _state = {"quiet": False}
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="'default', a model folder or a hub id.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="Inference backend.")]
+BackendOpt = Annotated[
+    str, typer.Option("--backend", help="torch, onnx, onnx-int8 or auto (see koe5 export).")
+]
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: best available).")
 ]

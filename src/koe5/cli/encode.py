@@ -207,3 +207,39 @@ def convert(
     except Koe5Error as exc:
         _fail(exc)
     typer.echo(str(folder))
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="'default', a model folder or a hub id.")] = "default",
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (fp32).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write the int8-quantised ONNX model.")] = False,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="Measure quality and speed; record what 'auto' uses.")
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Export again even if the files exist.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write ONNX backends beside a model, gate them on quality (NDCG@10) and choose 'auto'."""
+    from koe5.export import GATE, choose_backends, export_onnx
+
+    if not onnx:
+        _fail(ValueError("nothing to do: pass --onnx (and --int8 for the quantised model)"))
+    say = (lambda msg: None) if _state["quiet"] else (lambda msg: typer.echo(msg, err=True))
+    try:
+        folder = export_onnx(model, int8=int8, force=force, log=say)
+        report = choose_backends(folder, log=say) if gate else None
+    except Koe5Error as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({"folder": str(folder), "report": report}, indent=2))
+        return
+    typer.echo(str(folder))
+    if report:
+        for name, e in report["backends"].items():
+            verdict = "passes" if e["passes_gate"] else f"fails (more than {GATE} below torch)"
+            typer.echo(
+                f"{name:10} NDCG@10 {e['ndcg_at_10']:.5f} {verdict}; "
+                f"queries {e['query_tokens_per_s']:.0f} tok/s, passages {e['passage_tokens_per_s']:.0f} tok/s"
+            )
+        typer.echo(f"auto: queries → {report['auto']['query']}, passages → {report['auto']['passage']}")

@@ -1,0 +1,140 @@
+"""Encoding speed on this CPU, everything side by side in one run, against the GEMM roofline.
+
+For Korean short queries (KorQuAD questions, ~25 tokens) and long passages (AutoRAG pages, ~300-512
+tokens) it measures tokens/s and sentences/s of:
+
+* plain ``SentenceTransformer.encode`` at batch 32 (the baseline),
+* koe5 ``torch`` (token-budget batches), ``onnx``, ``onnx-int8`` and ``auto``,
+
+and the fp32 roofline: the machine's measured GEMM rate (torch matmul, same threads) divided by the
+model's FLOPs per token (~42.5 MFLOP for the dense layers of multilingual-e5-small plus 4·n·h per
+layer for attention at sequence length n). Every figure is also given as a share of that roofline.
+
+    python benchmarks/cpu_speed.py [--queries 512] [--passages 64] [--repeats 3] [--json]
+
+Needs the ONNX exports (``koe5 export default --onnx --int8``; the script makes them if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def gemm_gflops(seconds: float = 2.0) -> float:
+    """Sustained fp32 GEMM rate of torch on this machine (shapes of the model's FFN layers)."""
+    import torch
+
+    a, b = torch.randn(2048, 384), torch.randn(384, 1536)
+    c = torch.randn(2048, 1536)
+    for _ in range(3):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b, out=c)
+        n += 1
+    return 2 * 2048 * 384 * 1536 * n / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_token(seq_len: float, hidden=384, layers=12, ffn=1536) -> float:
+    dense = layers * (2 * 4 * hidden * hidden + 2 * 2 * hidden * ffn)
+    attention = layers * 4 * seq_len * hidden
+    return dense + attention
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--queries", type=int, default=512)
+    parser.add_argument("--passages", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    import koe5
+    from koe5.backends import ONNX_FILES, onnx_dir
+    from koe5.export import export_onnx, speed_samples
+    from koe5.registry import ensure_default_model
+
+    folder = ensure_default_model()
+    if not all((onnx_dir(folder) / f).is_file() for f in ONNX_FILES.values()):
+        export_onnx("default", int8=True)
+    queries, passages = speed_samples(args.queries, args.passages)
+    encoders = {
+        name: koe5.load(str(folder), backend=name, device="cpu") for name in ("torch", "onnx", "onnx-int8")
+    }
+    encoders["auto"] = koe5.load(str(folder), backend="auto", device="cpu")
+    st = encoders["torch"].model
+    inputs = {"query": queries, "passage": passages}
+    tokens = {
+        kind: [min(len(t), 512) for t in encoders["torch"].tokenize([p + x for x in texts])]
+        for (kind, texts), p in zip(inputs.items(), ("query: ", "passage: "), strict=True)
+    }
+
+    def baseline(kind):
+        prefix = "query: " if kind == "query" else "passage: "
+        return lambda: st.encode([prefix + t for t in inputs[kind]], batch_size=32, normalize_embeddings=True)
+
+    runs = {("plain ST, batch 32", k): baseline(k) for k in inputs}
+    for name, enc in encoders.items():
+        for kind in inputs:
+            runs[(f"koe5 {name}", kind)] = (lambda e, k: lambda: e.encode(inputs[k], k))(enc, kind)
+    for fn in runs.values():  # warm-up
+        fn()
+    times: dict = {key: [] for key in runs}
+    gflops = []
+    for _ in range(args.repeats):  # interleaved, so drift in machine speed hits every row alike
+        gflops.append(gemm_gflops(1.0))
+        for key, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    rate = float(np.median(gflops)) * 1e9
+    report = {"threads": torch.get_num_threads(), "gemm_gflops": round(rate / 1e9, 1), "rows": []}
+    for kind in inputs:
+        n_tok = sum(tokens[kind])
+        mean_len = float(np.mean(tokens[kind]))
+        roof = rate / flops_per_token(mean_len)
+        base = min(times[("plain ST, batch 32", kind)])
+        report[f"{kind}_mean_tokens"] = round(mean_len, 1)
+        report[f"{kind}_roofline_tokens_per_s"] = round(roof, 1)
+        for (name, k), ts in times.items():
+            if k != kind:
+                continue
+            best = min(ts)
+            report["rows"].append(
+                {
+                    "input": kind,
+                    "runner": name,
+                    "tokens_per_s": round(n_tok / best, 1),
+                    "sentences_per_s": round(len(inputs[kind]) / best, 1),
+                    "vs_baseline": round(base / best, 3),
+                    "share_of_roofline": round(n_tok / best / roof, 3),
+                }
+            )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"torch threads {report['threads']}, GEMM {report['gemm_gflops']} GFLOP/s")
+    for kind in inputs:
+        print(
+            f"\n{kind}: {len(inputs[kind])} texts, mean {report[f'{kind}_mean_tokens']} tokens, "
+            f"roofline {report[f'{kind}_roofline_tokens_per_s']:.0f} tok/s"
+        )
+        print(f"  {'':22} {'tok/s':>8} {'sent/s':>8} {'× base':>7} {'roofline':>9}")
+        for r in report["rows"]:
+            if r["input"] == kind:
+                print(
+                    f"  {r['runner']:22} {r['tokens_per_s']:8.0f} {r['sentences_per_s']:8.1f} "
+                    f"{r['vs_baseline']:7.2f} {r['share_of_roofline']:8.0%}"
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Token-budget batching, ONNX backends (fp32, int8), `auto`, and the quality gate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import koe5
+from koe5.backends import CHOICE_FILE, onnx_dir
+from koe5.batching import length_sorted_batches, token_cost
+from koe5.cli import app
+from koe5.errors import ModelError
+
+pytest.importorskip("onnxruntime")
+
+
+def test_token_budget_batches():
+    lengths = [400, 20, 390, 25, 18, 380, 22]
+    batches = length_sorted_batches(lengths, batch_size=64, max_tokens=900)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for batch in batches:  # every batch within budget, unless one input alone exceeds it
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or token_cost(len(batch), longest) <= 900
+    assert [len(b) for b in batches] == [1, 1, 2, 3]  # the longest alone, short ones together
+    assert [len(b) for b in length_sorted_batches(lengths, batch_size=2)] == [2, 2, 2, 1]
+    with pytest.raises(ValueError, match="max_tokens"):
+        length_sorted_batches(lengths, 8, max_tokens=0)
+
+
+def test_budget_does_not_change_vectors(tiny, sample_texts):
+    small = tiny.encode_passages(sample_texts, max_tokens=64)
+    large = tiny.encode_passages(sample_texts, max_tokens=100_000, batch_size=128)
+    np.testing.assert_allclose(small, large, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_dir, tmp_path_factory):
+    from koe5.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx") / "tiny"
+    shutil.copytree(tiny_model_dir, folder)
+    export_onnx(str(folder), int8=True)
+    return folder
+
+
+def test_onnx_matches_torch(exported, tiny, sample_texts):
+    onnx = koe5.load(str(exported), backend="onnx")
+    assert onnx.backend == "onnx" and onnx.dim == tiny.dim and onnx.max_length == 512
+    for kind in ("query", "passage"):
+        a = onnx.encode(sample_texts, kind)
+        b = tiny.encode(sample_texts, kind)
+        assert np.sum(a * b, axis=1).min() > 0.9999
+
+
+def test_int8_is_close_and_different(exported, tiny, sample_texts):
+    int8 = koe5.load(str(exported), backend="onnx-int8")
+    a = int8.encode_queries(sample_texts)
+    b = tiny.encode_queries(sample_texts)
+    cos = np.sum(a * b, axis=1)
+    assert cos.min() > 0.95 and cos.max() < 0.99999  # quantised: close, not identical
+    assert (onnx_dir(exported) / "model_qint8.onnx").stat().st_size < (
+        onnx_dir(exported) / "model.onnx"
+    ).stat().st_size
+
+
+def test_auto_reads_the_recorded_choice(exported, tiny, sample_texts):
+    plain = koe5.load(str(exported), backend="auto")
+    assert plain.backend == "torch"  # nothing measured yet
+    path = onnx_dir(exported) / CHOICE_FILE
+    path.write_text(json.dumps({"auto": {"query": "onnx-int8", "passage": "torch"}}))
+    try:
+        auto = koe5.load(str(exported), backend="auto")
+        assert auto.backend == "passage=torch,query=onnx-int8"
+        int8 = koe5.load(str(exported), backend="onnx-int8")
+        np.testing.assert_allclose(
+            auto.encode_queries(sample_texts), int8.encode_queries(sample_texts), atol=1e-6
+        )
+        np.testing.assert_allclose(
+            auto.encode_passages(sample_texts), tiny.encode_passages(sample_texts), atol=1e-5
+        )
+    finally:
+        path.unlink()
+
+
+def test_onnx_without_export_is_a_clear_error(tiny_model_dir):
+    with pytest.raises(ModelError, match="koe5 export"):
+        koe5.load(str(tiny_model_dir), backend="onnx")
+
+
+def test_cli_export_and_encode(exported, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["--quiet", "export", str(exported), "--onnx", "--no-gate"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["--quiet", "encode", "-", "--model", str(exported), "--backend", "onnx"], input="서울\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["embedding"]
+    assert runner.invoke(app, ["export", str(exported)]).exit_code == 2  # nothing asked for
+
+
+def test_quality_gate_on_the_bundled_subset(default_model_dir):
+    """The gate itself, on the full default model: int8 may be chosen only within 0.005 NDCG@10."""
+    from koe5.export import GATE, choose_backends, export_onnx, speed_samples
+
+    export_onnx("default", int8=True)
+    # fp32 ONNX is the same graph (checked above on the tiny model); small speed samples keep it quick
+    report = choose_backends(default_model_dir, backends=("onnx-int8",), speed_texts=speed_samples(32, 4))
+    torch_ndcg = report["backends"]["torch"]["ndcg_at_10"]
+    assert torch_ndcg > 0.7  # PublicHealthQA 0.72, Belebele 0.91 in fp32
+    for _name, entry in report["backends"].items():
+        assert entry["passes_gate"] == (entry["ndcg_at_10"] >= torch_ndcg - GATE)
+        assert entry["query_tokens_per_s"] > 0 and entry["passage_tokens_per_s"] > 0
+    assert set(report["backends"]) == {"torch", "onnx-int8"}
+    for kind, chosen in report["auto"].items():
+        assert report["backends"][chosen]["passes_gate"]
+        speed = report["backends"][chosen][f"{kind}_tokens_per_s"]
+        passing = [e[f"{kind}_tokens_per_s"] for e in report["backends"].values() if e["passes_gate"]]
+        assert speed == max(passing)
+    assert json.loads((onnx_dir(default_model_dir) / CHOICE_FILE).read_text())["auto"] == report["auto"]
