@@ -83,7 +83,8 @@ def test_cache_keys_on_model_and_prefix(tiny, tiny_model_dir, tmp_path):
     assert n == 2
 
 
-def test_cli_bench_json_then_cached(tiny_model_dir, tmp_path):
+def test_cli_bench_json_then_cached(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOE5_CACHE", str(tmp_path / "cache"))  # an embedding cache of its own
     args = ["--quiet", "bench", "--model", str(tiny_model_dir), "--tasks", "PublicHealthQA", "--json"]
     args += ["--output-dir", str(tmp_path)]
     first = runner.invoke(app, args)

@@ -70,6 +70,9 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("KOE5_THREADS", 0)) or (os.cpu_count() or 1)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's idle threads spin for a while after each call; beside torch in the same
+        # process (backend="auto") they would take the cores torch needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.pooling = pooling

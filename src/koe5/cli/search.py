@@ -1,0 +1,319 @@
+"""`koe5 index build/add/delete/info` and `koe5 search`: search your own Korean documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from koe5.cli._common import (
+    BackendOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    PPrefixOpt,
+    QPrefixOpt,
+    _fail,
+    _load,
+    _progress,
+    _state,
+    app,
+)
+from koe5.errors import Koe5Error
+
+index_app = typer.Typer(
+    help="Build and change a search index (dense + Korean BM25) over your documents.",
+    no_args_is_help=True,
+)
+app.add_typer(index_app, name="index")
+
+IndexArg = Annotated[Path, typer.Argument(help="The index folder.")]
+DocsArg = Annotated[
+    Path, typer.Argument(help="JSONL, CSV/TSV, Parquet (id, text, optional title and metadata) or a folder.")
+]
+IdFieldOpt = Annotated[str, typer.Option("--id-field", help="Field or column holding the document id.")]
+TextFieldOpt = Annotated[str, typer.Option("--text-field", help="Field or column holding the text.")]
+TitleFieldOpt = Annotated[str, typer.Option("--title-field", help="Field or column holding the title.")]
+
+
+def _say(msg: str) -> None:
+    if not _state["quiet"]:
+        typer.echo(msg, err=True)
+
+
+def _source(docs: Path, id_field: str, text_field: str, title_field: str):
+    from koe5.search.documents import DocumentSource
+
+    return DocumentSource(docs, id_field=id_field, text_field=text_field, title_field=title_field)
+
+
+def _report(action: str, folder: Path, report: dict, index, as_json: bool) -> None:
+    counts = index.manifest["counts"]
+    if as_json:
+        doc = {"index": str(folder), "action": action, **report, "counts": counts}
+        doc["dense"] = index.manifest["dense"]["active"]
+        typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    skipped = ", ".join(f"{n} {reason}" for reason, n in report.get("skipped", {}).items())
+    _say(
+        f"{action} {report.get('documents', 0)} documents ({report.get('chunks', 0)} chunks) in "
+        f"{report.get('seconds', 0)} s" + (f"; skipped {skipped}" if skipped else "")
+    )
+    typer.echo(
+        f"{folder}: {counts['documents']} documents, {counts['chunks']} chunks, "
+        f"dense search {index.manifest['dense']['active']}"
+    )
+
+
+@index_app.command("build")
+def build(
+    docs: DocsArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index folder to create.")],
+    chunk_tokens: Annotated[
+        int | None,
+        typer.Option("--chunk-tokens", help="Tokens per chunk, prefix included (default: the model's max)."),
+    ] = None,
+    overlap: Annotated[int, typer.Option("--overlap", help="Tokens shared by consecutive chunks.")] = 64,
+    ann: Annotated[
+        str, typer.Option("--ann", help="Dense search: auto (exact for small collections), exact or hnsw.")
+    ] = "auto",
+    tags: Annotated[
+        str | None,
+        typer.Option("--tags", help="Kiwi tags BM25 keeps, comma-separated (default: content words)."),
+    ] = None,
+    k1: Annotated[float, typer.Option("--k1", help="BM25 k1.")] = 1.5,
+    b: Annotated[float, typer.Option("--b", help="BM25 b.")] = 0.75,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted build of the same documents.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing index (only when done).")
+    ] = False,
+    cache: Annotated[
+        bool, typer.Option("--cache", help="Reuse and store chunk vectors in koe5's embedding cache.")
+    ] = False,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b")] = None,
+    id_field: IdFieldOpt = "id",
+    text_field: TextFieldOpt = "text",
+    title_field: TitleFieldOpt = "title",
+    model: ModelOpt = "default",
+    backend: BackendOpt = "torch",
+    device: DeviceOpt = None,
+    query_prefix: QPrefixOpt = None,
+    passage_prefix: PPrefixOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index documents: chunk, encode, analyse with Kiwi; one folder, written atomically."""
+    from koe5.search import Index, KiwiAnalyzer
+    from koe5.search.korean import DEFAULT_TAGS
+
+    try:
+        analyzer = KiwiAnalyzer([t.strip() for t in tags.split(",") if t.strip()] if tags else DEFAULT_TAGS)
+        source = _source(docs, id_field, text_field, title_field)
+        enc = _load(model, backend, device, query_prefix, passage_prefix)
+        emb_cache = None
+        if cache:
+            from koe5.embcache import EmbeddingCache
+
+            emb_cache = EmbeddingCache()
+        index = Index.build(
+            source,
+            enc,
+            output,
+            chunk_tokens=chunk_tokens,
+            overlap=overlap,
+            ann=ann,
+            analyzer=analyzer,
+            k1=k1,
+            b=b,
+            resume=resume,
+            overwrite=force,
+            show_progress=_progress(),
+            cache=emb_cache,
+            batch_size=batch_size,
+        )
+    except Koe5Error as exc:
+        _fail(exc)
+    _report("indexed", output, index.last_report, index, as_json)
+
+
+@index_app.command("add")
+def add(
+    index_dir: IndexArg,
+    docs: DocsArg,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace documents whose id is already in the index.")
+    ] = False,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b")] = None,
+    id_field: IdFieldOpt = "id",
+    text_field: TextFieldOpt = "text",
+    title_field: TitleFieldOpt = "title",
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add documents to an index (only the new ones are encoded and analysed)."""
+    try:
+        index = _open(index_dir, device)
+        report = index.add(
+            _source(docs, id_field, text_field, title_field),
+            replace=replace,
+            show_progress=_progress(),
+            batch_size=batch_size,
+        )
+    except Koe5Error as exc:
+        _fail(exc)
+    _report("added", index_dir, report, index, as_json)
+
+
+@index_app.command("delete")
+def delete(
+    index_dir: IndexArg,
+    ids: Annotated[list[str] | None, typer.Argument(help="Document ids to delete.")] = None,
+    ids_file: Annotated[
+        Path | None, typer.Option("--ids-file", help="A file of ids, one per line ('-': stdin).")
+    ] = None,
+    missing_ok: Annotated[
+        bool, typer.Option("--missing-ok", help="Ignore ids that are not in the index.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete documents by id."""
+    from koe5.search import Index
+    from koe5.textio import read_texts
+
+    try:
+        wanted = list(ids or [])
+        if ids_file is not None:
+            wanted += [line.strip() for line in read_texts(str(ids_file), fmt="text").texts if line.strip()]
+        if not wanted:
+            _fail(ValueError("give ids to delete, as arguments or with --ids-file"))
+        index = Index.load(index_dir)
+        deleted = index.delete(wanted, missing_ok=missing_ok)
+    except Koe5Error as exc:
+        _fail(exc)
+    counts = index.manifest["counts"]
+    if as_json:
+        typer.echo(json.dumps({"index": str(index_dir), "deleted": deleted, "counts": counts}, indent=2))
+        return
+    typer.echo(f"{index_dir}: deleted {deleted} documents; {counts['documents']} left")
+
+
+@index_app.command("info")
+def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
+    """What an index holds: model, settings, counts."""
+    from koe5.search.store import read_manifest
+
+    try:
+        manifest = read_manifest(index_dir)
+    except Koe5Error as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(manifest, ensure_ascii=False, indent=2))
+        return
+    c, m, d = manifest["counts"], manifest["model"], manifest["dense"]
+    ch, bm = manifest["chunking"], manifest["bm25"]
+    fusion = manifest["fusion"]
+    typer.echo(
+        f"{index_dir} (koe5 index v{manifest['version']}, updated {manifest['updated']})\n"
+        f"  documents   {c['documents']}  chunks {c['chunks']}  deleted chunks {c['deleted_chunks']}\n"
+        f"  model       {m['name']}  ({m['dim']} dims, fingerprint {m['fingerprint']})\n"
+        f"  chunking    {ch['max_tokens']} tokens with prefix, overlap {ch['overlap']}\n"
+        f"  dense       {d['active']} (ann={d['ann']}, threshold {d['threshold']})\n"
+        f"  bm25        kiwi {','.join(bm['analyzer']['tags'])}  k1={bm['k1']} b={bm['b']}\n"
+        f"  hybrid      {fusion['method']}, dense weight {fusion['weight']}"
+    )
+
+
+def _open(index_dir: Path, device: str | None = None, model: str | None = None):
+    """The index; its own model is loaded lazily unless a device or a model is asked for."""
+    from koe5.search import Index
+    from koe5.search.store import read_manifest
+
+    if model is None and device is None:
+        return Index.load(index_dir)
+    built = read_manifest(index_dir)["model"]
+    if model is None:  # the index's own model, on the device asked for
+        backend = built.get("backend", "torch")
+        enc = _load(built["source"], backend, device, built["query_prefix"], built["passage_prefix"])
+    else:
+        enc = _load(model, "torch", device, None, None)
+    return Index.load(index_dir, enc)
+
+
+def _filters(items: list[str]) -> dict:
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            _fail(ValueError(f"--filter takes key=value, got {item!r}"))
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        key = key.strip()
+        if key in out:  # a repeated key means any of the values
+            prev = out[key]
+            out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[key] = value
+    return out
+
+
+@app.command()
+def search(
+    index_dir: IndexArg,
+    query: Annotated[str, typer.Argument(help="The question or keywords.")],
+    k: Annotated[int, typer.Option("-k", "--top-k", help="How many documents.")] = 10,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or bm25.")] = "hybrid",
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="key=value on document metadata (repeat; same key: any of)."),
+    ] = None,
+    fusion: Annotated[
+        str | None, typer.Option("--fusion", help="Hybrid: minmax or rrf (default: the index's).")
+    ] = None,
+    dense_weight: Annotated[
+        float | None, typer.Option("--dense-weight", help="Hybrid: weight of the dense side, 0 to 1.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Must be the model the index was built with.")
+    ] = None,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search an index: ranked documents with scores, the best chunk's text and metadata."""
+    from koe5.search import Fusion
+
+    filters = _filters(filter_ or [])
+    try:
+        index = _open(index_dir, device, model)
+        chosen = None
+        if fusion is not None or dense_weight is not None:
+            base = index.manifest["fusion"]
+            chosen = Fusion(
+                fusion or base["method"],
+                base["weight"] if dense_weight is None else dense_weight,
+                base["rrf_k"],
+                base["depth"],
+            )
+        hits = index.search(query, k=k, mode=mode, filters=filters or None, fusion=chosen)
+    except Koe5Error as exc:
+        _fail(exc)
+    if as_json:
+        doc = {"query": query, "mode": mode, "k": k, "hits": [h.to_dict() for h in hits]}
+        typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        typer.echo("no results")
+        return
+    for rank, hit in enumerate(hits, 1):
+        head = f"{rank:>2}. {hit.score:.4f}  {hit.doc_id}"
+        if hit.title:
+            head += f"  · {hit.title}"
+        typer.echo(head)
+        snippet = " ".join(hit.text.split())
+        typer.echo("    " + (snippet[:300] + " …" if len(snippet) > 300 else snippet))
+        if hit.metadata:
+            typer.echo("    " + json.dumps(hit.metadata, ensure_ascii=False))
