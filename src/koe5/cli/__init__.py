@@ -3,7 +3,7 @@
 Each module registers the commands of one stage on the shared ``app``.
 """
 
-from koe5.cli import bench, encode, search  # noqa: F401  (registers the commands)
+from koe5.cli import bench, encode, search, serve, train  # noqa: F401  (registers the commands)
 from koe5.cli._common import app
 
 __all__ = ["app"]

@@ -1,0 +1,275 @@
+"""Micro-batching: requests that arrive together are encoded together, on one worker thread.
+
+The encoder is not thread-safe and a forward pass over 64 short texts costs little more than over
+one, so every model call of the server runs here. Requests wait in a FIFO queue; the worker takes
+the oldest, then keeps taking queued requests until the batch would exceed the token budget
+(``batch_tokens`` padded token-equivalents, :func:`koe5.batching.token_cost`) or ``batch_inputs``
+texts, or until ``batch_wait_ms`` have passed since the oldest was queued. Under load the worker is
+busy while requests queue up, so they are batched without any wait; when idle, the short wait lets a
+burst of requests arriving together share one forward pass. The batch is encoded with one
+``Encoder.encode`` call per kind (query / passage / none) and each request gets its rows back.
+
+Token counts come from ``Encoder.tokenize`` on the worker (the tokenizer is not thread-safe either):
+they size the batch, decide truncation per request and fill ``usage``.
+
+Example::
+
+    batcher = Batcher(koe5.load(), Settings())
+    batcher.start()
+    result = batcher.submit(["서울은 대한민국의 수도이다."], "passage", truncate=True).result()
+    result.vectors.shape, result.tokens          # (1, 384), [13]
+    batcher.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from koe5.batching import token_cost
+from koe5.serve.errors import ApiError
+from koe5.serve.settings import Settings
+
+log = logging.getLogger("koe5.serve")
+
+#: Kinds a request may ask for: the encoder's prefixes, or none.
+KINDS = ("query", "passage", None)
+
+
+@dataclass
+class Encoded:
+    """A request's result: vectors (n, dim), tokens the model read per text, how many were cut."""
+
+    vectors: np.ndarray
+    tokens: list[int]
+    truncated: int
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    kind: str | None
+    truncate: bool
+    future: Future
+    queued: float = field(default_factory=time.monotonic)
+    lengths: np.ndarray | None = None  # token counts, prefix and special tokens included, uncut
+
+
+class Batcher:
+    """Owns the encoder; encodes queued requests in token-budgeted batches on one thread.
+
+    ``metrics`` (optional) gets ``batch(requests, inputs, tokens, seconds)`` after each batch and
+    ``queue(requests)`` when the number of requests waiting or in work changes.
+    """
+
+    def __init__(self, encoder, settings: Settings, metrics=None) -> None:
+        self.encoder = encoder
+        self.settings = settings
+        self.metrics = metrics
+        self.batch_tokens = settings.batch_tokens or getattr(encoder, "max_tokens", None) or 4096
+        self.batch_inputs = settings.batch_inputs or getattr(encoder, "batch_size", None) or 64
+        self._wait = settings.batch_wait_ms / 1000 if settings.batching else 0.0
+        self._prefix = {"query": encoder.query_prefix, "passage": encoder.passage_prefix, None: ""}
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._carry: _Job | None = None
+        self._stopping = False
+        self._closing = False
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._started_error: BaseException | None = None
+
+    # --- the request side (any thread; the server's event loop) ---------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Requests admitted and not yet answered."""
+        return self._pending
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def submit(self, texts: Sequence[str], kind: str | None, *, truncate: bool) -> Future:
+        """Queue ``texts`` for encoding; the future's result is an :class:`Encoded`.
+
+        Raises :class:`ApiError` 503 (``shutting_down``) once :meth:`close` has begun and 429
+        (``max_queue``) when ``max_queue`` requests are already waiting. The future fails with 413
+        (``max_tokens``) when a text is too long and ``truncate`` is false.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be 'query', 'passage' or None, got {kind!r}")
+        with self._lock:
+            if self._closing or self._thread is None:
+                raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance")
+            if self._pending >= self.settings.max_queue:
+                raise ApiError(
+                    429,
+                    "max_queue",
+                    f"{self._pending} requests are queued, the limit (max_queue) is "
+                    f"{self.settings.max_queue}; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            self._pending += 1
+            pending = self._pending
+            job = _Job(list(texts), kind, truncate, Future())
+            job.future.add_done_callback(self._done)
+            self._queue.put(job)  # under the lock: never behind the stop mark of close()
+        if self.metrics is not None:
+            self.metrics.queue(pending)
+        return job.future
+
+    def _done(self, _future: Future) -> None:
+        with self._lock:
+            self._pending -= 1
+            pending = self._pending
+        if self.metrics is not None:
+            self.metrics.queue(pending)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, warmup: bool = True) -> None:
+        """Start the worker (and encode one text, so the first request does not pay for start-up)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, args=(warmup,), name="koe5-encoder", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._started_error is not None:
+            raise self._started_error
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests, finish the queued ones, stop the worker."""
+        with self._lock:
+            self._closing = True
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    # --- the worker ------------------------------------------------------------------------------
+
+    def _run(self, warmup: bool) -> None:
+        try:
+            if warmup:
+                self.encoder.encode(["준비"], "query")
+        except BaseException as exc:  # a model that cannot encode one word should stop the server
+            self._started_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while not self._stopping:
+            job = self._take(None)
+            if job is None:
+                break
+            batch = self._collect(job)
+            if batch:
+                self._encode(batch)
+
+    def _take(self, timeout: float | None) -> _Job | None:
+        """The next live job (carried over or queued); None at the stop mark or when none came in time."""
+        while True:
+            if self._carry is not None:
+                job, self._carry = self._carry, None
+                return job
+            try:
+                if timeout is None or timeout > 0:
+                    job = self._queue.get(timeout=timeout)
+                else:  # past the wait: take what is queued already, do not wait for more
+                    job = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if job is None:
+                self._stopping = True
+                return None
+            if self._admit(job):
+                return job
+
+    def _admit(self, job: _Job) -> bool:
+        """Tokenise a job and check its lengths; False (and the job answered) if it cannot run."""
+        if not job.future.set_running_or_notify_cancel():
+            return False  # the client went away while it waited
+        try:
+            prefix = self._prefix[job.kind]
+            job.lengths = np.fromiter(
+                (len(ids) for ids in self.encoder.tokenize([prefix + t for t in job.texts])),
+                dtype=np.int64,
+                count=len(job.texts),
+            )
+        except Exception as exc:
+            log.exception("koe5: tokenising a request failed")
+            job.future.set_exception(exc)
+            return False
+        limit = self.encoder.max_length
+        if not job.truncate and len(job.lengths) and job.lengths.max() > limit:
+            item = int(np.argmax(job.lengths > limit))
+            job.future.set_exception(
+                ApiError(
+                    413,
+                    "max_tokens",
+                    f"item {item} has {int(job.lengths[item])} tokens (prefix and special tokens "
+                    f"included), more than the model's {limit} (max_tokens); send truncate=true to cut it",
+                )
+            )
+            return False
+        return True
+
+    def _collect(self, first: _Job) -> list[_Job]:
+        """``first`` and the jobs that join it within the token budget and the wait."""
+        batch = [first]
+        if not self.settings.batching:
+            return batch
+        capped = np.minimum(first.lengths, self.encoder.max_length)
+        n, longest = len(capped), int(capped.max(initial=0))
+        deadline = first.queued + self._wait
+        while n < self.batch_inputs and not self._stopping:
+            job = self._take(deadline - time.monotonic())
+            if job is None:
+                break
+            lengths = np.minimum(job.lengths, self.encoder.max_length)
+            m, top = n + len(lengths), max(longest, int(lengths.max(initial=0)))
+            if m > self.batch_inputs or token_cost(m, top) > self.batch_tokens:
+                self._carry = job  # first in line for the next batch
+                break
+            batch.append(job)
+            n, longest = m, top
+        return batch
+
+    def _encode(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        limit = self.encoder.max_length
+        inputs = tokens = 0
+        for kind in KINDS:
+            jobs = [j for j in batch if j.kind == kind]
+            if not jobs:
+                continue
+            texts = [t for j in jobs for t in j.texts]
+            try:
+                vectors = self.encoder.encode(texts, kind) if texts else None
+            except Exception as exc:  # answer the requests, keep the worker alive
+                log.exception("koe5: encoding a batch of %d texts failed", len(texts))
+                for j in jobs:
+                    j.future.set_exception(exc)
+                continue
+            start = 0
+            for j in jobs:
+                rows = len(j.texts)
+                if vectors is None:
+                    vecs = np.zeros((0, self.encoder.dim), dtype=np.float32)
+                else:
+                    vecs = vectors[start : start + rows]
+                start += rows
+                seen = np.minimum(j.lengths, limit)
+                j.future.set_result(Encoded(vecs, seen.tolist(), int((j.lengths > limit).sum())))
+                inputs += rows
+                tokens += int(seen.sum())
+        if self.metrics is not None:
+            self.metrics.batch(len(batch), inputs, tokens, time.perf_counter() - started)

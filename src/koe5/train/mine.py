@@ -1,0 +1,183 @@
+"""Hard negatives for (query, positive) pairs, from a dense model or from Korean BM25.
+
+For each query the corpus (given texts plus every positive) is ranked; the query's own positives are
+never candidates; the first ``range_min`` ranks are skipped (too close to be safely negative), then
+candidates come from ranks up to ``range_max`` (the positives of rows in the query's ``group`` are
+never candidates either), and any whose score is within ``margin`` of the
+positive's is dropped — the false-negative guard: ``score < positive - margin`` (absolute) or
+``score < positive · (1 - margin)`` (relative). ``num_negatives`` are taken, the best-ranked
+(``sampling="top"``) or a seeded random choice (``"random"``).
+
+>>> rows, report = mine_hard_negatives(pairs, method="bm25", range_min=2, range_max=20)  # doctest: +SKIP
+>>> report.histogram                                                                # doctest: +SKIP
+{1: 1480, 0: 20}
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from koe5.errors import InputError
+
+METHODS = ("dense", "bm25")
+
+
+@dataclass
+class MineReport:
+    """How many queries got how many negatives (``histogram``), and why candidates were dropped."""
+
+    queries: int = 0
+    rows_out: int = 0
+    kept_given: int = 0
+    dropped_by_margin: int = 0
+    histogram: dict[int, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} with {k}" for k, n in sorted(self.histogram.items(), reverse=True))
+        return (
+            f"{self.queries} queries mined: {counts}; {self.dropped_by_margin} candidates dropped by the "
+            f"margin guard; {self.kept_given} rows kept their own negative; {self.rows_out} rows written"
+        )
+
+
+def _dense_scores(encoder: Any, queries: list[str], corpus: list[str], batch_size: int, show_progress: bool):
+    q = encoder.encode_queries(queries, batch_size=batch_size, show_progress=show_progress)
+    d = encoder.encode_passages(corpus, batch_size=batch_size, show_progress=show_progress)
+
+    def scores(start: int, stop: int) -> np.ndarray:
+        return q[start:stop] @ d.T
+
+    return scores
+
+
+def _bm25_scores(corpus: list[str], queries: list[str], analyzer: Any = None):
+    from koe5.search.bm25 import KoreanBM25
+
+    bm25 = KoreanBM25(analyzer)
+    bm25.index(corpus)
+
+    def scores(start: int, stop: int) -> np.ndarray:
+        return np.stack([bm25.scores(query) for query in queries[start:stop]]).astype(np.float32)
+
+    return scores
+
+
+def _keep(score: float, positive: float, margin: float, relative: bool) -> bool:
+    if relative:
+        return score < positive - abs(positive) * margin
+    return score < positive - margin
+
+
+def mine_hard_negatives(
+    rows: Sequence[Mapping[str, str]],
+    *,
+    corpus: Sequence[str] = (),
+    method: str = "dense",
+    encoder: Any = None,
+    analyzer: Any = None,
+    num_negatives: int = 1,
+    range_min: int = 0,
+    range_max: int = 50,
+    margin: float = 0.05,
+    relative_margin: bool = True,
+    sampling: str = "random",
+    keep_given: bool = True,
+    output_format: str = "triplet",
+    seed: int = 42,
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> tuple[list[dict[str, str]], MineReport]:
+    """Rows with hard negatives, in ko-triplet columns (``query``, ``document``, ``hard_negative``).
+
+    ``rows`` have ``query`` and ``positive`` (other keys, e.g. ``group`` and ``source``, are carried
+    over). A row that already has a ``negative`` keeps it when ``keep_given``. ``output_format``:
+    ``"triplet"`` — one row per negative; ``"n-tuple"`` — ``hard_negative_1..n`` in one row, only for
+    queries that got all ``num_negatives``. ``encoder`` (a :class:`koe5.Encoder`) is needed for
+    ``method="dense"``; ``analyzer`` optionally replaces BM25's default Kiwi analyzer.
+    """
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == "dense" and encoder is None:
+        raise InputError("dense mining needs an encoder (koe5.load(...))")
+    if not 0 <= range_min < range_max:
+        raise InputError(f"need 0 <= range_min < range_max, got {range_min} and {range_max}")
+    if num_negatives < 1:
+        raise InputError(f"num_negatives must be at least 1, got {num_negatives}")
+    if sampling not in ("top", "random"):
+        raise InputError(f"sampling must be 'top' or 'random', not {sampling!r}")
+    if output_format not in ("triplet", "n-tuple"):
+        raise InputError(f"output_format must be 'triplet' or 'n-tuple', not {output_format!r}")
+    for i, row in enumerate(rows):
+        for key in ("query", "positive"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise InputError(f"row {i + 1}: field {key!r} is missing or empty")
+
+    # Deduplicated texts: the corpus is the given texts plus every positive.
+    texts: dict[str, int] = {}
+    for text in [*corpus, *(r["positive"] for r in rows)]:
+        texts.setdefault(text, len(texts))
+    corpus_list = list(texts)
+    # Never a negative: the query's positives, nor the positives of its group (paraphrases of one
+    # programme, one StrategyQA term: likely false negatives too).
+    by_group: dict[str, set[int]] = {}
+    for r in rows:
+        if r.get("group"):
+            by_group.setdefault(r["group"], set()).add(texts[r["positive"]])
+    positives: dict[str, set[int]] = {}
+    guards: dict[str, set[int]] = {}
+    for r in rows:
+        positives.setdefault(r["query"], set()).add(texts[r["positive"]])
+        guards.setdefault(r["query"], set()).update(by_group.get(r.get("group") or "", ()))
+    # n-tuples need the same number of negatives in every row: a given one counts only when n = 1
+    keep = keep_given and (output_format == "triplet" or num_negatives == 1)
+    todo = [i for i, r in enumerate(rows) if not (keep and r.get("negative"))]
+    queries = list(dict.fromkeys(rows[i]["query"] for i in todo))
+
+    report = MineReport(queries=len(queries), kept_given=len(rows) - len(todo))
+    rng = random.Random(seed)
+    picked: dict[str, list[int]] = {}
+    if queries:
+        if method == "dense":
+            scores_of = _dense_scores(encoder, queries, corpus_list, batch_size, show_progress)
+        else:
+            scores_of = _bm25_scores(corpus_list, queries, analyzer)
+        block = 256
+        for start in range(0, len(queries), block):
+            scores = scores_of(start, min(start + block, len(queries)))
+            for offset, row_scores in enumerate(scores):
+                query = queries[start + offset]
+                own = positives[query] | guards[query]
+                depth = min(range_max + len(own) + 1, len(row_scores))  # room for what is skipped below
+                top = np.argpartition(-row_scores, depth - 1)[:depth]
+                top = top[np.argsort(-row_scores[top], kind="stable")]
+                ranked = [int(j) for j in top if int(j) not in own and corpus_list[int(j)] != query]
+                window = ranked[range_min:range_max]
+                floor = min(float(row_scores[j]) for j in positives[query])  # the weakest positive
+                allowed = [j for j in window if _keep(float(row_scores[j]), floor, margin, relative_margin)]
+                report.dropped_by_margin += len(window) - len(allowed)
+                if method == "bm25":
+                    allowed = [j for j in allowed if row_scores[j] > 0]  # sharing no term is no hard negative
+                if sampling == "random" and len(allowed) > num_negatives:
+                    allowed = sorted(rng.sample(allowed, num_negatives), key=allowed.index)
+                picked[query] = allowed[:num_negatives]
+    histogram = Counter(len(picked[q]) for q in queries)
+    report.histogram = dict(sorted(histogram.items(), reverse=True))
+
+    out: list[dict[str, str]] = []
+    todo_set = set(todo)
+    for i, row in enumerate(rows):
+        extra = {k: v for k, v in row.items() if k not in ("query", "positive", "negative")}
+        base = {"query": row["query"], "document": row["positive"]}
+        negatives = [row["negative"]] if i not in todo_set else [corpus_list[j] for j in picked[row["query"]]]
+        if output_format == "triplet":
+            out.extend({**base, "hard_negative": n, **extra} for n in negatives)
+        elif len(negatives) == num_negatives or i not in todo_set:
+            out.append({**base, **{f"hard_negative_{k}": n for k, n in enumerate(negatives, 1)}, **extra})
+    report.rows_out = len(out)
+    return out, report
