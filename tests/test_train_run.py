@@ -199,11 +199,12 @@ def _bad_columns(tmp_path):
     return path
 
 
-def test_gist_loss_with_a_guide_model(tiny_train_model_dir, tmp_path):
+def test_gist_loss_with_a_guide_model_and_gradient_checkpointing(tiny_train_model_dir, tmp_path):
+    guide = str(tiny_train_model_dir)
     cfg = _config(
-        tiny_train_model_dir, tmp_path / "gist", loss="gist", guide=str(tiny_train_model_dir), max_steps=1
+        tiny_train_model_dir, tmp_path / "gist", loss="gist", guide=guide, gradient_checkpointing=True
     )
-    assert train(cfg).steps == 1
+    assert train(cfg.replace(max_steps=1)).steps == 1
 
 
 def test_cli_train_with_a_config_file(tiny_train_model_dir, tmp_path):
