@@ -9,7 +9,7 @@ requests. Both servers are up at once (the idle one uses no CPU) and the two are
 The library itself runs in the same process before and after: ``Encoder.encode`` over all the texts
 in one call (the ceiling) and one call per request (the best a server without batching can do).
 
-    python benchmarks/serve_load.py [--model default] [--clients 1,8,32] [--requests 30,96,192]
+    python benchmarks/serve_load.py [--model default] [--clients 1,8,32] [--requests 24,64,128]
                                     [--rounds 2] [--seconds 30] [--json]
 
 Every phase is bounded: at most ``--requests`` requests and ``--seconds`` seconds per configuration
@@ -165,7 +165,7 @@ def main() -> None:
     )
     parser.add_argument("--model", default="default")
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--requests", default="30,96,192", help="requests per client count and round")
+    parser.add_argument("--requests", default="24,64,128", help="requests per client count and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=30.0, help="time cap per configuration and round")
     parser.add_argument("--json", action="store_true")

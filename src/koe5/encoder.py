@@ -263,7 +263,7 @@ def load(
     ``passage_prefix`` to override them (needed for models koe5 does not know). ``backend`` is one
     of :data:`koe5.backends.BACKENDS` (the ONNX ones need ``koe5 export`` first); ``precision``
     applies on CUDA (``auto`` = bf16 where supported, else fp16; ``fp32`` to keep full precision).
-    Batches default to 64 inputs and 4,096 padded token-equivalents on CPU, 512 and 65,536 on CUDA.
+    Batches default to 32 inputs and 4,096 padded token-equivalents on CPU, 512 and 65,536 on CUDA.
     """
     if backend not in BACKENDS:
         raise ModelError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -305,7 +305,7 @@ def load(
         runners,
         dim=int(probe.shape[1]),
         max_length=_max_length(folder, tokenizer, spec, st),
-        batch_size=batch_size or (512 if on_gpu else 64),
+        batch_size=batch_size or (512 if on_gpu else 32),
         max_tokens=max_tokens or (65536 if on_gpu else 4096),
         model=st,
     )
