@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 
-from koe5.batching import token_cost
 from koe5.serve import ApiError, Batcher, Settings
 
 KIND_CODE = {"query": 1.0, "passage": 2.0, None: 3.0}
@@ -76,8 +75,7 @@ def test_the_token_budget_and_the_input_cap_split_batches():
     text = " ".join(["w"] * 10)  # 10 words + prefix + 2 specials = 13 tokens
     enc = FakeEncoder()
     enc.max_length = 64  # not cut
-    budget = int(token_cost(3, 13)) + 1  # three such texts fit, four do not
-    batcher, rec = started(enc, batch_wait_ms=200, batch_tokens=budget)
+    batcher, rec = started(enc, batch_wait_ms=200, batch_tokens=3 * 13 + 1)  # three fit, four do not
     futures = [batcher.submit([text], "passage", truncate=True) for _ in range(4)]
     [f.result(5) for f in futures]
     batcher.close()

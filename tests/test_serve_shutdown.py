@@ -1,7 +1,7 @@
 """A real koe5 serve process under a full queue (429) and through a graceful shutdown (SIGTERM while a
 request is in flight: the request is answered, then the process exits).
 
-The server holds each batch open for 400 ms (``--batch-wait-ms``), so requests stay in flight long
+The server holds each batch open for 600 ms (``--batch-wait-ms``), so requests stay in flight long
 enough to fill the queue and to be caught by the signal.
 """
 
@@ -20,7 +20,7 @@ from serve_process import ServerProcess
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    args = ["--model", str(tiny_model_dir), "--max-queue", "2", "--batch-wait-ms", "400"]
+    args = ["--model", str(tiny_model_dir), "--max-queue", "2", "--batch-wait-ms", "600"]
     proc = ServerProcess(args, tmp_path_factory.mktemp("serve-log") / "server.log")
     proc.wait_ready()
     yield proc
@@ -44,8 +44,10 @@ def post_all(url: str, bodies: list[dict]) -> list[httpx.Response]:
 
 def test_a_full_queue_answers_429_naming_the_limit(server):
     responses = post_all(server.url, [{"inputs": f"서울 {i}"} for i in range(5)])
-    codes = sorted(r.status_code for r in responses)
-    assert codes == [200, 200, 429, 429, 429]
+    codes = [r.status_code for r in responses]
+    # two are admitted and held; the others, arriving meanwhile, are refused (a very slow machine may
+    # start a thread only after the first batch is done, and that one is admitted then)
+    assert set(codes) == {200, 429} and codes.count(200) >= 2, codes
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["code"] == "max_queue" and refused.json()["error_type"] == "overloaded"
     assert "max_queue" in refused.json()["error"] and refused.headers["retry-after"] == "1"
@@ -61,7 +63,10 @@ def test_sigterm_drains_requests_in_flight(server, tiny, sample_texts):
 
     thread = threading.Thread(target=send)
     thread.start()
-    time.sleep(0.15)  # the request is in the batcher, which holds it for 400 ms
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/health").json()["queue"] < 1:  # wait until it is in the batcher
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.01)
     signalled = time.monotonic()
     server.terminate()
     thread.join(20)

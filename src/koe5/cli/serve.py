@@ -61,7 +61,7 @@ def serve(
     ] = _D.batch_wait_ms,
     batch_tokens: Annotated[
         int | None,
-        typer.Option("--batch-tokens", help="Padded tokens per batch (default: the encoder's budget)."),
+        typer.Option("--batch-tokens", help="Tokens per batch (default: 4 forward passes' worth)."),
     ] = None,
     allow_dimensions: Annotated[
         bool,
@@ -104,6 +104,10 @@ def serve(
         encoder, search_index = _open(model, index, backend, device, query_prefix, passage_prefix)
     except Koe5Error as exc:
         _fail(exc)
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        typer.echo(
+            f"warning: serving on {host} without {API_KEY_ENV}: anyone who can reach it can use it", err=True
+        )
     if not _state["quiet"]:
         typer.echo(
             f"koe5 serve: {encoder.name} ({encoder.dim} dims, {encoder.backend})"

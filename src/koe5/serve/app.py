@@ -1,6 +1,6 @@
 """The HTTP API over an encoder (and, optionally, a search index): routes, limits, error shapes.
 
-=====================  ======================================================================
+=======================  ====================================================================
 ``POST /v1/embeddings``  OpenAI embeddings (``input``, ``encoding_format``, ``dimensions``; koe5
                          extensions ``input_type`` = query / passage / none, ``truncate``)
 ``POST /embed``          text-embeddings-inference (``inputs``, ``normalize``, ``truncate``,
@@ -9,7 +9,7 @@
 ``GET /health``          model, index, queue; 503 while shutting down
 ``GET /metrics``         Prometheus text (:mod:`koe5.serve.metrics`)
 ``GET /openapi.json``    the schema (committed as ``docs/openapi.json``); ``/docs`` renders it
-=====================  ======================================================================
+=======================  ====================================================================
 
 Every response to ``/v1/embeddings`` and ``/embed`` carries ``X-Koe5-Truncated``: how many of its
 inputs were cut to the model's maximum length.

@@ -1,13 +1,19 @@
 """Micro-batching: requests that arrive together are encoded together, on one worker thread.
 
-The encoder is not thread-safe and a forward pass over 64 short texts costs little more than over
-one, so every model call of the server runs here. Requests wait in a FIFO queue; the worker takes
-the oldest, then keeps taking queued requests until the batch would exceed the token budget
-(``batch_tokens`` padded token-equivalents, :func:`koe5.batching.token_cost`) or ``batch_inputs``
-texts, or until ``batch_wait_ms`` have passed since the oldest was queued. Under load the worker is
-busy while requests queue up, so they are batched without any wait; when idle, the short wait lets a
-burst of requests arriving together share one forward pass. The batch is encoded with one
-``Encoder.encode`` call per kind (query / passage / none) and each request gets its rows back.
+The encoder is not thread-safe, so every model call of the server runs here. Requests wait in a FIFO
+queue; the worker takes the oldest, then keeps taking queued requests until the batch would exceed
+``batch_tokens`` tokens or ``batch_inputs`` texts, or until ``batch_wait_ms`` have passed since the
+oldest was queued. Under load the worker is busy while requests queue up, so they are batched with
+no wait at all; when it was idle, the short wait lets a burst of requests share the batch.
+
+The batch is encoded with one ``Encoder.encode`` call per kind (query / passage / none), which sorts
+its texts by length and runs them in forward passes of the encoder's own budget (32 texts and 4,096
+padded token-equivalents on CPU, :mod:`koe5.batching`); each request gets its rows back. A batch of a
+few small requests is one forward pass. Why a batch may hold several: on a CPU the cost of a pass is
+its padded tokens, so gluing requests of mixed lengths into one padded pass saves nothing (measured:
+``benchmarks/serve_load.py``); what saves is sorting many requests' texts together so that each pass
+holds texts of about the same length, as the library does with a long list. Hence the defaults: a
+batch holds up to four forward passes' worth (``4 × batch_size`` texts, ``4 × max_tokens`` tokens).
 
 Token counts come from ``Encoder.tokenize`` on the worker (the tokenizer is not thread-safe either):
 they size the batch, decide truncation per request and fill ``usage``.
@@ -17,7 +23,7 @@ Example::
     batcher = Batcher(koe5.load(), Settings())
     batcher.start()
     result = batcher.submit(["서울은 대한민국의 수도이다."], "passage", truncate=True).result()
-    result.vectors.shape, result.tokens          # (1, 384), [13]
+    result.vectors.shape, result.tokens          # (1, 384), [11]
     batcher.close()
 """
 
@@ -33,7 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from koe5.batching import token_cost
 from koe5.serve.errors import ApiError
 from koe5.serve.settings import Settings
 
@@ -41,6 +46,8 @@ log = logging.getLogger("koe5.serve")
 
 #: Kinds a request may ask for: the encoder's prefixes, or none.
 KINDS = ("query", "passage", None)
+#: Default size of a batch, in the encoder's forward passes (texts and tokens).
+PASSES = 4
 
 
 @dataclass
@@ -73,8 +80,8 @@ class Batcher:
         self.encoder = encoder
         self.settings = settings
         self.metrics = metrics
-        self.batch_tokens = settings.batch_tokens or getattr(encoder, "max_tokens", None) or 4096
-        self.batch_inputs = settings.batch_inputs or getattr(encoder, "batch_size", None) or 64
+        self.batch_tokens = settings.batch_tokens or PASSES * (getattr(encoder, "max_tokens", None) or 4096)
+        self.batch_inputs = settings.batch_inputs or PASSES * (getattr(encoder, "batch_size", None) or 64)
         self._wait = settings.batch_wait_ms / 1000 if settings.batching else 0.0
         self._prefix = {"query": encoder.query_prefix, "passage": encoder.passage_prefix, None: ""}
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -223,24 +230,22 @@ class Batcher:
         return True
 
     def _collect(self, first: _Job) -> list[_Job]:
-        """``first`` and the jobs that join it within the token budget and the wait."""
+        """``first`` and the jobs that join it within the budget and the wait."""
         batch = [first]
         if not self.settings.batching:
             return batch
-        capped = np.minimum(first.lengths, self.encoder.max_length)
-        n, longest = len(capped), int(capped.max(initial=0))
+        n, tokens = len(first.lengths), int(np.minimum(first.lengths, self.encoder.max_length).sum())
         deadline = first.queued + self._wait
-        while n < self.batch_inputs and not self._stopping:
+        while n < self.batch_inputs and tokens < self.batch_tokens and not self._stopping:
             job = self._take(deadline - time.monotonic())
             if job is None:
                 break
-            lengths = np.minimum(job.lengths, self.encoder.max_length)
-            m, top = n + len(lengths), max(longest, int(lengths.max(initial=0)))
-            if m > self.batch_inputs or token_cost(m, top) > self.batch_tokens:
+            more = int(np.minimum(job.lengths, self.encoder.max_length).sum())
+            if n + len(job.lengths) > self.batch_inputs or tokens + more > self.batch_tokens:
                 self._carry = job  # first in line for the next batch
                 break
             batch.append(job)
-            n, longest = m, top
+            n, tokens = n + len(job.lengths), tokens + more
         return batch
 
     def _encode(self, batch: list[_Job]) -> None:

@@ -9,7 +9,8 @@
 ``koe5_batch_inputs``                     histogram   texts per batch
 ``koe5_batch_tokens``                     histogram   tokens the model read per batch
 ``koe5_batch_duration_seconds``           histogram   model time per batch (tokenising included)
-``koe5_inputs_total``, ``koe5_tokens_total``  counters  texts embedded, tokens read
+``koe5_inputs_total``                     counter     texts embedded
+``koe5_tokens_total``                     counter     tokens read by the model
 ========================================  ==========  ==============================================
 
 Example::

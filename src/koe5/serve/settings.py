@@ -32,10 +32,11 @@ class Settings:
     * inputs longer than the model's ``max_length`` tokens are cut when the request's ``truncate``
       is true (default ``auto_truncate``), refused otherwise (413, ``max_tokens``).
 
-    Batching: requests queued together are encoded as one batch of at most ``batch_tokens``
-    padded token-equivalents and ``batch_inputs`` texts (default: the encoder's own batch limits,
-    so a batch is one forward pass); the worker waits up to ``batch_wait_ms`` after the oldest
-    queued request for others to join. ``batching=False`` encodes each request alone.
+    Batching: requests queued together are encoded as one batch of at most ``batch_tokens`` tokens
+    and ``batch_inputs`` texts (default: four of the encoder's forward passes; the encoder sorts the
+    batch's texts by length and splits it into passes, see :mod:`koe5.serve.batcher`); the worker
+    waits up to ``batch_wait_ms`` after the oldest queued request for others to join.
+    ``batching=False`` encodes each request alone.
 
     ``allow_dimensions``: accept ``dimensions`` below the model's (truncate and renormalise) for
     any model; otherwise only for models the registry lists with ``matryoshka_dims``.
