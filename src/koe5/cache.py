@@ -36,18 +36,24 @@ def atomic_dir(dst: str | Path, *, replace: bool = False) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make a shared cache unreadable
     try:
         yield tmp
-        if dst.exists():
-            if not replace:
-                raise FileExistsError(f"{dst} already exists")
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-            os.replace(dst, old / "x")
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
+        if dst.exists() and not replace:
+            raise FileExistsError(f"{dst} already exists")
+        swap_into_place(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def swap_into_place(src: Path, dst: Path) -> None:
+    """Rename the complete folder ``src`` to ``dst``; a folder already at ``dst`` is moved aside
+    only at that moment and removed afterwards, so ``dst`` is never missing or half-written."""
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+        os.replace(dst, old / "x")
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -845,17 +845,10 @@ def _finish(partial: Path, manifest: dict, settings: dict, skipped: Counter[str]
 
 def _move_into_place(partial: Path, folder: Path) -> None:
     """Rename the finished build to ``folder``; an index already there is swapped out only now."""
-    import os
-    import tempfile
+    from koe5.cache import swap_into_place
 
     (partial / store.LOCK).unlink(missing_ok=True)
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-        os.replace(folder, old / "x")
-        os.replace(partial, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, folder)
+    swap_into_place(partial, folder)
 
 
 def _progress(enabled: bool, desc: str, total: int | None):
