@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/finetune-korean"))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-steps", type=int, default=None, help="Override the recipe's steps.")
+    parser.add_argument("--scale", type=float, default=None, help="Override the recipe's loss scale.")
     parser.add_argument("--quick", action="store_true", help="Tiny end-to-end check, not a measurement.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -95,6 +96,8 @@ def main() -> None:
         overrides |= {"batch_size": 16, "mini_batch": 8, "max_steps": 2, "max_length": 64, "save_steps": 100}
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
+    if args.scale:
+        overrides["scale"] = args.scale
     config = TrainConfig.from_recipe(
         "koe5-small", data=[str(out / "triplets.jsonl")], output=str(out / "run"),
         eval_data=str(out / "dev.jsonl"), **overrides,

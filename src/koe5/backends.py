@@ -1,6 +1,7 @@
 """Inference backends: what turns a padded batch of token ids into normalised sentence vectors.
 
-* ``torch``: the sentence-transformers model (SDPA attention; fp16/bf16 on CUDA).
+* ``torch``: the sentence-transformers model (SDPA attention; fp16/bf16 on CUDA; on CPU its linear
+  layers run through oneDNN with packed weights, see :mod:`koe5.onednn`).
 * ``onnx``: the same graph exported to ONNX, run by ONNX Runtime (``koe5 export --onnx``).
 * ``onnx-int8``: that graph with dynamically quantised int8 weights (``koe5 export --onnx --int8``).
 * ``auto``: per kind of input, the fastest backend that passed the quality gate when it was
@@ -42,6 +43,12 @@ class TorchRunner:
             use_bf16 = precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported())
             model.to(torch.bfloat16 if use_bf16 else torch.float16)
         self._with_token_types = "token_type_ids" in getattr(model.tokenizer, "model_input_names", ())
+        self.forward_model = model
+        if self.device.type == "cpu" and next(model.parameters()).dtype == torch.float32:
+            from koe5 import onednn
+
+            if onednn.available():
+                self.forward_model = onednn.packed_copy(model)
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch
@@ -53,7 +60,7 @@ class TorchRunner:
             }
             if self._with_token_types:
                 features["token_type_ids"] = torch.zeros_like(features["input_ids"])
-            emb = self.model(features)["sentence_embedding"].float()
+            emb = self.forward_model(features)["sentence_embedding"].float()
             return torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
 
 

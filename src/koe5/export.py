@@ -20,7 +20,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import platform
 import time
 import warnings
@@ -104,16 +106,43 @@ def export_onnx(model: str = "default", *, int8: bool = False, force: bool = Fal
     if int8:
         q8 = out / ONNX_FILES["onnx-int8"]
         if force or not q8.is_file():
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             say(f"quantising to {q8}")
             tmp = q8.with_suffix(".tmp.onnx")
             try:
-                quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+                with _root_logging_kept():
+                    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                    logging.getLogger().setLevel(logging.ERROR)  # its import set INFO; and its advice
+                    # Only the weight matrices, one scale per output channel. The defaults (per-tensor
+                    # scales, the 250k-row embedding Gather quantised too) cost 2.8 points of NDCG@10
+                    # on the gate's tasks; this costs 0.3 and runs as fast (measured, default model).
+                    quantize_dynamic(
+                        str(fp32),
+                        str(tmp),
+                        weight_type=QuantType.QInt8,
+                        per_channel=True,
+                        op_types_to_quantize=["MatMul"],
+                    )
                 tmp.replace(q8)
             finally:
                 tmp.unlink(missing_ok=True)
     return folder
+
+
+@contextlib.contextmanager
+def _root_logging_kept():
+    """Run ONNX Runtime's quantiser without its logging: importing it calls ``logging.basicConfig`` at
+    INFO (one line per tensor on the console); the root logger's level and handlers are put back."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def _gate_ndcg(folder: Path, backend: str, tasks) -> float:
