@@ -131,11 +131,11 @@ def export_onnx(model: str = "default", *, int8: bool = False, force: bool = Fal
 
 @contextlib.contextmanager
 def _root_logging_kept():
-    """Run ONNX Runtime's quantiser without its logging: importing it calls ``logging.basicConfig`` at
-    INFO (one line per tensor on the console); the root logger's level and handlers are put back."""
+    """Put the root logger's level and handlers back afterwards: importing ONNX Runtime's quantiser
+    calls ``logging.basicConfig`` at INFO (one line per tensor on the console), and the caller quiets
+    the root logger for the quantisation itself."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
-    root.setLevel(logging.WARNING)
     try:
         yield
     finally:

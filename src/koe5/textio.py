@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,13 +66,7 @@ def read_texts(path: str | Path, fmt: str = "auto", field: str = "text", id_fiel
         raise InputError(f"unknown input format {fmt!r} (use auto, jsonl or text)")
     texts: list[str] = []
     ids: list[str] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}:{number}: not valid JSON ({exc.msg})") from exc
+    for number, record in json_lines(lines, name):
         if isinstance(record, str):
             texts.append(record)
             continue
@@ -90,6 +86,23 @@ def read_texts(path: str | Path, fmt: str = "auto", field: str = "text", id_fiel
     if ids and len(ids) != len(texts):
         raise InputError(f"{name}: some records have {id_field!r} and some do not")
     return Texts(texts, ids or None, name)
+
+
+def json_lines(
+    lines: Iterable[str], where: str | Path, *, objects: bool = False
+) -> Iterator[tuple[int, Any]]:
+    """Parse JSON Lines: ``(line number, value)`` for each non-blank line. A line that is not JSON (or,
+    with ``objects``, not a JSON object) is an :class:`InputError` naming ``where:line``."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}:{number}: not valid JSON ({exc.msg})") from exc
+        if objects and not isinstance(record, dict):
+            raise InputError(f"{where}:{number}: expected a JSON object, got {type(record).__name__}")
+        yield number, record
 
 
 def write_embeddings(path: str | Path | None, vectors: np.ndarray, ids: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from koe5.errors import InputError
+from koe5.textio import json_lines
 
 log = logging.getLogger("koe5")
 
@@ -136,13 +137,7 @@ class DocumentSource:
             for i, record in enumerate(records, 1):
                 yield self._record(record, f"{self.path}[{i - 1}]")
             return
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{self.path}:{number}: not valid JSON ({exc.msg})") from exc
+        for number, record in json_lines(text.splitlines(), self.path):
             yield self._record(record, f"{self.path}:{number}")
 
     def _csv(self, delimiter: str) -> Iterator[Document]:

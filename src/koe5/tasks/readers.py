@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from koe5.errors import InputError
+from koe5.textio import json_lines
 
 ID_FIELDS = ("_id", "id", "docid")
 TEXT_FIELDS = ("text", "contents")
@@ -59,17 +60,8 @@ def read_json(path: str | Path) -> Any:
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``("file:line", record)`` for each non-blank line of a JSON Lines file of objects."""
-    for number, line in read_lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        yield where, record
+    for number, record in json_lines((line for _, line in read_lines(path)), path, objects=True):
+        yield f"{path}:{number}", record
 
 
 def field(record: dict[str, Any], names: tuple[str, ...], where: str, *, default: str | None = None) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from koe5.errors import InputError
+from koe5.textio import json_lines
 
 QUERY_NAMES = ("query", "anchor", "question")
 POSITIVE_NAMES = ("positive", "document", "pos", "passage", "answer")
@@ -60,15 +61,7 @@ def _read_jsonl(path: Path) -> _Table:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        for number, record in json_lines(handle, path, objects=True):
             row = len(lines)
             for key in record:
                 if key not in columns:
