@@ -4,7 +4,8 @@ For Korean short queries (KorQuAD questions, ~25 tokens), short passages (Belebe
 tokens) and long passages (AutoRAG pages, ~300-512 tokens) it measures tokens/s and sentences/s of:
 
 * plain ``SentenceTransformer.encode`` at batch 32 (the baseline),
-* koe5 ``torch`` (token-budget batches), ``onnx``, ``onnx-int8`` and ``auto``,
+* koe5 ``torch`` (token-budget batches), ``onnx``, ``onnx-int8`` and ``auto``; ``torch`` with
+  PyTorch's own (MKL) linears, and ``torch`` in bf16 (``precision="bf16"``),
 
 and the fp32 roofline: the machine's measured GEMM rate (the faster of MKL and oneDNN as PyTorch
 ships them, same threads, measured between the rows) divided by the
@@ -83,6 +84,7 @@ def main() -> None:
         name: koe5.load(str(folder), backend=name, device="cpu") for name in ("torch", "onnx", "onnx-int8")
     }
     encoders["auto"] = koe5.load(str(folder), backend="auto", device="cpu")
+    encoders["torch bf16"] = koe5.load(str(folder), backend="torch", device="cpu", precision="bf16")
     os.environ[onednn.ENV] = "0"  # the same torch path on PyTorch's own (MKL) kernels, for comparison
     encoders["torch, MKL linears"] = koe5.load(str(folder), backend="torch", device="cpu")
     del os.environ[onednn.ENV]

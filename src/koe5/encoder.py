@@ -20,7 +20,16 @@ from typing import Literal
 
 import numpy as np
 
-from koe5.backends import BACKENDS, ONNX_FILES, OnnxRunner, TorchRunner, auto_choice, onnx_dir, pooling_mode
+from koe5.backends import (
+    BACKENDS,
+    ONNX_FILES,
+    OnnxRunner,
+    TorchRunner,
+    auto_choice,
+    onnx_dir,
+    pooling_mode,
+    start,
+)
 from koe5.batching import length_sorted_batches
 from koe5.errors import InputError, ModelError
 from koe5.registry import DEFAULT, ModelSpec, resolve
@@ -31,6 +40,8 @@ Kind = Literal["query", "passage"]
 _PLURAL = {"query": "queries", "passage": "passages", None: "texts"}
 #: ``(input_ids, attention_mask) -> normalised vectors``; see :mod:`koe5.backends`.
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+#: Texts per tokenising step when tokenising overlaps a GPU's work (see ``Encoder._tokenized_chunks``).
+PIPELINE_CHUNK = 4096
 
 
 def check_texts(texts: str | Iterable[str]) -> list[str]:
@@ -129,6 +140,17 @@ class Encoder:
         """Token ids with special tokens, not truncated."""
         if not texts:
             return []
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        # The Rust tokenizer directly, without offsets (encode_batch_fast): ~25 % less time than the
+        # Hugging Face call, which matters on a GPU where tokenising is the larger part of the work.
+        # Only while it is set to neither truncate nor pad (the Hugging Face call resets both).
+        if (
+            backend is not None
+            and hasattr(backend, "encode_batch_fast")
+            and backend.truncation is None
+            and backend.padding is None
+        ):
+            return [e.ids for e in backend.encode_batch_fast(list(texts), add_special_tokens=True)]
         return self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
             "input_ids"
         ]
@@ -139,6 +161,40 @@ class Encoder:
             return ids
         keep = self.max_length - self._tail
         return ids[:keep] + ids[len(ids) - self._tail :] if self._tail else ids[: self.max_length]
+
+    def _pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """``input_ids`` and ``attention_mask`` of a batch, padded on the right."""
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        mask = (np.arange(int(lengths.max())) < lengths[:, None]).astype(np.int64)
+        input_ids = np.full(mask.shape, self._pad_id, dtype=np.int64)
+        input_ids[mask.astype(bool)] = np.fromiter(
+            (i for row in rows for i in row), dtype=np.int64, count=int(lengths.sum())
+        )
+        return input_ids, mask
+
+    def _tokenized_chunks(self, texts: list[str], pipelined: bool):
+        """``(offset, token ids)`` of consecutive chunks of ``texts``.
+
+        On a CPU, one chunk: every input is sorted by length together. Where the model runs
+        asynchronously (CUDA), tokenising is the larger part of the work for a small model (measured
+        on an H100: 45-60 % of koe5's time with e5-small), so chunks of ``PIPELINE_CHUNK`` texts are
+        tokenised in a background thread while the GPU encodes the previous chunk; the Rust tokenizer
+        releases the GIL.
+        """
+        if not pipelined or len(texts) <= PIPELINE_CHUNK:
+            yield 0, self.tokenize(texts)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        starts = range(0, len(texts), PIPELINE_CHUNK)
+        with ThreadPoolExecutor(1, thread_name_prefix="koe5-tokenize") as pool:
+            futures = [pool.submit(self.tokenize, texts[starts[0] : starts[0] + PIPELINE_CHUNK])]
+            for n, offset in enumerate(starts):
+                if n + 1 < len(starts):  # one chunk ahead
+                    nxt = starts[n + 1]
+                    futures.append(pool.submit(self.tokenize, texts[nxt : nxt + PIPELINE_CHUNK]))
+                yield offset, futures[n].result()
+                futures[n] = None
 
     def encode(
         self,
@@ -162,34 +218,37 @@ class Encoder:
         self.last_truncated = 0
         if not items:
             return out
-        ids = self.tokenize([prefix + t for t in items])
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        self.last_truncated = int((lengths > self.max_length).sum())
-        if self.last_truncated:
+        runner = self.runners[kind or "passage"]
+        size = batch_size or self.batch_size
+        budget = max_tokens if max_tokens is not None else self.max_tokens
+        progress = _progress(len(items), show_progress, f"encoding {_PLURAL[kind]}")
+        truncated = 0
+        in_flight = None  # (rows of out, finish) of the batch started last
+
+        def collect():
+            rows, finish = in_flight
+            out[rows] = finish()
+            progress.update(len(rows))
+
+        chunks = self._tokenized_chunks([prefix + t for t in items], getattr(runner, "pipelined", False))
+        for offset, ids in chunks:
+            lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+            truncated += int((lengths > self.max_length).sum())
+            for batch in length_sorted_batches(np.minimum(lengths, self.max_length), size, budget):
+                finish = start(runner, *self._pad([self._truncate(ids[i]) for i in batch]))
+                if in_flight is not None:
+                    collect()
+                in_flight = (batch + offset, finish)
+        collect()
+        progress.close()
+        self.last_truncated = truncated
+        if truncated:
             log.warning(
                 "koe5: %d of %d inputs were longer than %d tokens and were truncated",
-                self.last_truncated,
+                truncated,
                 len(items),
                 self.max_length,
             )
-        batches = length_sorted_batches(
-            np.minimum(lengths, self.max_length),
-            batch_size or self.batch_size,
-            max_tokens if max_tokens is not None else self.max_tokens,
-        )
-        runner = self.runners[kind or "passage"]
-        progress = _progress(len(items), show_progress, f"encoding {_PLURAL[kind]}")
-        for batch in batches:
-            rows = [self._truncate(ids[i]) for i in batch]
-            width = max(map(len, rows))
-            input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, row in enumerate(rows):
-                input_ids[r, : len(row)] = row
-                mask[r, : len(row)] = 1
-            out[batch] = runner(input_ids, mask)
-            progress.update(len(batch))
-        progress.close()
         return out
 
     def encode_queries(self, texts: str | Iterable[str], **kwargs) -> np.ndarray:
@@ -265,8 +324,9 @@ def load(
 
     Prefixes come from the model registry or the folder's saved prompts; pass ``query_prefix`` /
     ``passage_prefix`` to override them (needed for models koe5 does not know). ``backend`` is one
-    of :data:`koe5.backends.BACKENDS` (the ONNX ones need ``koe5 export`` first); ``precision``
-    applies on CUDA (``auto`` = bf16 where supported, else fp16; ``fp32`` to keep full precision).
+    of :data:`koe5.backends.BACKENDS` (the ONNX ones need ``koe5 export`` first); ``precision`` is
+    the torch backend's: ``auto`` = fp16 on CUDA, fp32 on CPU (see :class:`koe5.backends.TorchRunner`),
+    or ``fp32``, ``fp16``, ``bf16``.
     Batches default to 32 inputs and 4,096 padded token-equivalents on CPU, 512 and 65,536 on CUDA.
     """
     if backend not in BACKENDS:

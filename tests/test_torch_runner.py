@@ -1,0 +1,124 @@
+"""The torch backend's precision, its fp16 overflow guard, fast tokenising and the GPU pipeline."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import koe5
+from koe5 import encoder as encoder_module
+from koe5.backends import TorchRunner
+from koe5.errors import ModelError
+
+
+def _fresh_st(folder):
+    from koe5.encoder import _load_sentence_transformer
+
+    return _load_sentence_transformer(str(folder), "cpu")
+
+
+def test_fast_tokenize_equals_the_hugging_face_call(tiny, sample_texts):
+    texts = ["passage: " + t for t in sample_texts] + ["", "query: x", "서울 " * 600]
+    plain = tiny.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    assert tiny.tokenize(texts) == plain
+
+
+def test_tokenize_falls_back_while_the_tokenizer_truncates(tiny_model_dir):
+    enc = koe5.load(str(tiny_model_dir), device="cpu")
+    enc.tokenizer.backend_tokenizer.enable_truncation(max_length=5)
+    try:
+        # the fast path would cut at 5; the Hugging Face call resets truncation as asked
+        assert len(enc.tokenize(["서울 " * 50])[0]) > 5
+    finally:
+        enc.tokenizer.backend_tokenizer.no_truncation()
+
+
+def test_half_precision_folder_runs_in_fp32_on_cpu(tiny_model_dir, tmp_path, sample_texts):
+    st = _fresh_st(tiny_model_dir)
+    st.half().save(str(tmp_path / "half"))
+    enc = koe5.load(str(tmp_path / "half"), device="cpu")
+    assert next(enc.model.parameters()).dtype == torch.float32
+    assert enc.runners["passage"].forward_model is not enc.model  # the oneDNN copy, fp32 only
+    reference = koe5.load(str(tiny_model_dir), device="cpu").encode_passages(sample_texts)
+    np.testing.assert_allclose(enc.encode_passages(sample_texts), reference, atol=2e-3)
+
+
+def test_unknown_precision(tiny_model_dir):
+    with pytest.raises(ModelError, match="unknown precision 'fp8'"):
+        koe5.load(str(tiny_model_dir), device="cpu", precision="fp8")
+
+
+@pytest.fixture()
+def overflowing_st(tiny_model_dir):
+    """A model whose last hidden states exceed fp16's range (65,504) but not bf16's."""
+    st = _fresh_st(tiny_model_dir)
+    with torch.no_grad():
+        st[0].auto_model.encoder.layer[-1].output.LayerNorm.weight.mul_(1e5)
+    return st
+
+
+def test_explicit_fp16_overflow_is_an_error(overflowing_st):
+    runner = TorchRunner(overflowing_st, "fp16")
+    ids, mask = np.array([[0, 5, 6, 2]]), np.ones((1, 4), dtype=np.int64)
+    with pytest.raises(ModelError, match=r"fp16 overflowed.*precision='bf16'"):
+        runner(ids, mask)
+
+
+def test_auto_fp16_overflow_switches_to_bf16(overflowing_st, caplog):
+    runner = TorchRunner(overflowing_st, "fp16")
+    runner.precision = "auto"  # what `auto` is on CUDA; fp16 runs on this CPU too
+    ids, mask = np.array([[0, 5, 6, 2], [0, 7, 2, 1]]), np.array([[1, 1, 1, 1], [1, 1, 1, 0]])
+    with caplog.at_level(logging.WARNING, logger="koe5"):
+        out = runner(ids, mask)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
+    assert runner.dtype == torch.bfloat16 and next(overflowing_st.parameters()).dtype == torch.bfloat16
+    assert "switching to bf16" in caplog.text
+
+
+class _AsyncRunner:
+    """Stands in for the CUDA runner: results arrive only when asked for; records the order."""
+
+    pipelined = True
+
+    def __init__(self, inner):
+        self.inner, self.events, self.threads = inner, [], set()
+
+    def start(self, input_ids, attention_mask):
+        n = sum(1 for e in self.events if e[0] == "start")
+        self.events.append(("start", n))
+        result = self.inner(input_ids, attention_mask)
+
+        def finish():
+            self.events.append(("finish", n))
+            return result
+
+        return finish
+
+
+def test_pipeline_overlaps_batches_and_keeps_order(tiny, sample_texts, monkeypatch):
+    monkeypatch.setattr(encoder_module, "PIPELINE_CHUNK", 3)
+    texts = sample_texts * 3
+    expected = tiny.encode_passages(texts, batch_size=2)
+    fake = _AsyncRunner(tiny.runners["passage"])
+    seen_threads = set()
+    tokenize = tiny.tokenize
+
+    def tokenize_spy(batch):
+        seen_threads.add(threading.current_thread().name)
+        return tokenize(batch)
+
+    monkeypatch.setattr(tiny, "tokenize", tokenize_spy)
+    monkeypatch.setitem(tiny.runners, "passage", fake)
+    out = tiny.encode_passages(texts, batch_size=2)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    starts = [n for e, n in fake.events if e == "start"]
+    assert len(starts) > len(texts) // 3  # chunks of 3 texts, batches of at most 2
+    # each batch is started before the previous one is collected
+    for n in starts[1:]:
+        assert fake.events.index(("start", n)) < fake.events.index(("finish", n - 1))
+    assert all(name.startswith("koe5-tokenize") for name in seen_threads)
