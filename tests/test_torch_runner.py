@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -122,3 +123,31 @@ def test_pipeline_overlaps_batches_and_keeps_order(tiny, sample_texts, monkeypat
     for n in starts[1:]:
         assert fake.events.index(("start", n)) < fake.events.index(("finish", n - 1))
     assert all(name.startswith("koe5-tokenize") for name in seen_threads)
+
+
+def test_precision_is_part_of_the_cache_fingerprint(tiny, tiny_model_dir):
+    from koe5.embcache import model_fingerprint
+
+    assert tiny.precision == "fp32"
+    half = koe5.load(str(tiny_model_dir), device="cpu", precision="bf16")
+    assert half.precision == "bf16"
+    assert model_fingerprint(half) != model_fingerprint(tiny)
+    again = koe5.load(str(tiny_model_dir), device="cpu", precision="fp32")
+    assert model_fingerprint(again) == model_fingerprint(tiny)
+
+
+def test_cli_precision(tiny, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from koe5.cli import app
+
+    runner = CliRunner()
+    args = ["encode", "-", "--kind", "query", "--model", str(tiny_model_dir)]
+    bf16 = runner.invoke(app, [*args, "--precision", "bf16"], input="서울\n")
+    assert bf16.exit_code == 0, bf16.output
+    row = next(json.loads(line) for line in bf16.stdout.splitlines() if line.startswith("{"))
+    fp32 = tiny.encode_queries(["서울"])[0]
+    assert not np.allclose(row["embedding"], fp32, atol=1e-6)  # bf16 really ran
+    np.testing.assert_allclose(row["embedding"], fp32, atol=2e-2)
+    bad = runner.invoke(app, [*args, "--precision", "fp8"], input="서울\n")
+    assert bad.exit_code == 2 and "unknown precision 'fp8'" in bad.output

@@ -38,7 +38,8 @@ def text_key(kind: str | None, text: str) -> str:
 
 
 def model_fingerprint(encoder) -> str:
-    """What decides an encoder's vectors: weights (by identity), prefixes, length limit, backend."""
+    """What decides an encoder's vectors: weights (by identity), prefixes, length limit, backend and
+    the torch backend's precision (named only when not fp32, so fp32 keys stay as they were)."""
     folder = Path(encoder.path)
     parts: dict = {
         "query_prefix": encoder.query_prefix,
@@ -46,6 +47,9 @@ def model_fingerprint(encoder) -> str:
         "max_length": encoder.max_length,
         "backend": getattr(encoder, "backend", "torch"),
     }
+    precision = getattr(encoder, "precision", None)
+    if precision not in (None, "fp32"):
+        parts["precision"] = precision
     if folder.is_dir():
         marker = folder / "koe5_model.json"
         if marker.is_file():  # koe5 wrote it: the source checksum and layout identify it

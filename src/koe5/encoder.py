@@ -116,6 +116,16 @@ class Encoder:
         return ",".join(f"{k}={v}" for k, v in sorted(names.items()))
 
     @property
+    def precision(self) -> str | None:
+        """The torch backend's precision (``fp32``, ``fp16`` or ``bf16``); ``None`` without one."""
+        for runner in self.runners.values():
+            dtype = getattr(runner, "dtype", None)
+            if dtype is not None:
+                names = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+                return names.get(str(dtype), str(dtype))
+        return None
+
+    @property
     def name(self) -> str:
         return self.spec.display_name
 

@@ -24,6 +24,10 @@ BackendOpt = Annotated[
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: best available).")
 ]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option("--precision", help="torch backend: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
+]
 QPrefixOpt = Annotated[str | None, typer.Option("--query-prefix", help="Override the query prefix.")]
 PPrefixOpt = Annotated[str | None, typer.Option("--passage-prefix", help="Override the passage prefix.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -57,10 +61,14 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _load(model: str, backend: str, device: str | None, qp: str | None, pp: str | None):
+def _load(
+    model: str, backend: str, device: str | None, qp: str | None, pp: str | None, precision: str = "auto"
+):
     from koe5.encoder import load
 
-    return load(model, backend=backend, device=device, query_prefix=qp, passage_prefix=pp)
+    return load(
+        model, backend=backend, device=device, query_prefix=qp, passage_prefix=pp, precision=precision
+    )
 
 
 def _int_list(text: str, flag: str) -> list[int]:

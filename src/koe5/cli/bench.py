@@ -14,6 +14,7 @@ from koe5.cli._common import (
     JsonOpt,
     ModelOpt,
     PPrefixOpt,
+    PrecisionOpt,
     QPrefixOpt,
     _fail,
     _int_list,
@@ -48,6 +49,7 @@ def bench(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 32,
     backend: BackendOpt = "torch",
     device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
     query_prefix: QPrefixOpt = None,
     passage_prefix: PPrefixOpt = None,
     as_json: JsonOpt = False,
@@ -76,7 +78,7 @@ def bench(
     by_model: dict[str, dict] = {}
     try:
         if "dense" in kinds or "hybrid" in kinds:
-            enc = _load(model, backend, device, query_prefix, passage_prefix)
+            enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
             cache = None if no_cache else EmbeddingCache()
             dense = DenseRetriever(enc, cache=cache, show_progress=_progress(), batch_size=batch_size)
         for kind in kinds:

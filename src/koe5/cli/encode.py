@@ -14,6 +14,7 @@ from koe5.cli._common import (
     JsonOpt,
     ModelOpt,
     PPrefixOpt,
+    PrecisionOpt,
     QPrefixOpt,
     _fail,
     _load,
@@ -39,6 +40,7 @@ def encode(
     model: ModelOpt = "default",
     backend: BackendOpt = "torch",
     device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
     query_prefix: QPrefixOpt = None,
     passage_prefix: PPrefixOpt = None,
 ) -> None:
@@ -49,7 +51,7 @@ def encode(
         _fail(ValueError(f"--kind must be query, passage or none, not {kind!r}"))
     try:
         texts = read_texts(input, fmt=fmt, field=field)
-        enc = _load(model, backend, device, query_prefix, passage_prefix)
+        enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
         vectors = enc.encode(
             texts.texts, None if kind == "none" else kind, batch_size=batch_size, show_progress=_progress()
         )
@@ -83,6 +85,7 @@ def similarity(
     model: ModelOpt = "default",
     backend: BackendOpt = "torch",
     device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
     query_prefix: QPrefixOpt = None,
     passage_prefix: PPrefixOpt = None,
     as_json: JsonOpt = False,
@@ -91,7 +94,7 @@ def similarity(
     queries = query or [EXAMPLE_QUERY]
     passages = passage or ([] if query else EXAMPLE_PASSAGES)
     try:
-        enc = _load(model, backend, device, query_prefix, passage_prefix)
+        enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
         vectors = list(enc.encode_queries(queries)) + list(enc.encode_passages(passages))
     except Koe5Error as exc:
         _fail(exc)

@@ -14,6 +14,7 @@ from koe5.cli._common import (
     JsonOpt,
     ModelOpt,
     PPrefixOpt,
+    PrecisionOpt,
     QPrefixOpt,
     _fail,
     _load,
@@ -101,6 +102,7 @@ def build(
     model: ModelOpt = "default",
     backend: BackendOpt = "torch",
     device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
     query_prefix: QPrefixOpt = None,
     passage_prefix: PPrefixOpt = None,
     as_json: JsonOpt = False,
@@ -112,7 +114,7 @@ def build(
     try:
         analyzer = KiwiAnalyzer([t.strip() for t in tags.split(",") if t.strip()] if tags else DEFAULT_TAGS)
         source = _source(docs, id_field, text_field, title_field)
-        enc = _load(model, backend, device, query_prefix, passage_prefix)
+        enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
         emb_cache = None
         if cache:
             from koe5.embcache import EmbeddingCache
@@ -151,11 +153,12 @@ def add(
     text_field: TextFieldOpt = "text",
     title_field: TitleFieldOpt = "title",
     device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Add documents to an index (only the new ones are encoded and analysed)."""
     try:
-        index = _open(index_dir, device)
+        index = _open(index_dir, device, precision=precision)
         report = index.add(
             _source(docs, id_field, text_field, title_field),
             replace=replace,
@@ -226,19 +229,21 @@ def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
     )
 
 
-def _open(index_dir: Path, device: str | None = None, model: str | None = None):
-    """The index; its own model is loaded lazily unless a device or a model is asked for."""
+def _open(index_dir: Path, device: str | None = None, model: str | None = None, precision: str = "auto"):
+    """The index; its own model is loaded lazily unless a device, model or precision is asked for."""
     from koe5.search import Index
     from koe5.search.store import read_manifest
 
-    if model is None and device is None:
+    if model is None and device is None and precision == "auto":
         return Index.load(index_dir)
     built = read_manifest(index_dir)["model"]
     if model is None:  # the index's own model, on the device asked for
         backend = built.get("backend", "torch")
-        enc = _load(built["source"], backend, device, built["query_prefix"], built["passage_prefix"])
+        enc = _load(
+            built["source"], backend, device, built["query_prefix"], built["passage_prefix"], precision
+        )
     else:
-        enc = _load(model, "torch", device, None, None)
+        enc = _load(model, "torch", device, None, None, precision)
     return Index.load(index_dir, enc)
 
 
@@ -281,6 +286,7 @@ def search(
         str | None, typer.Option("--model", "-m", help="Must be the model the index was built with.")
     ] = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index: ranked documents with scores, the best chunk's text and metadata."""
@@ -288,7 +294,7 @@ def search(
 
     filters = _filters(filter_ or [])
     try:
-        index = _open(index_dir, device, model)
+        index = _open(index_dir, device, model, precision)
         chosen = None
         if fusion is not None or dense_weight is not None:
             base = index.manifest["fusion"]

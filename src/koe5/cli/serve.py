@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from koe5.cli._common import DeviceOpt, PPrefixOpt, QPrefixOpt, _fail, _load, _state, app
+from koe5.cli._common import DeviceOpt, PPrefixOpt, PrecisionOpt, QPrefixOpt, _fail, _load, _state, app
 from koe5.errors import Koe5Error
 from koe5.serve.settings import API_KEY_ENV, Settings
 
@@ -35,6 +35,7 @@ def serve(
         typer.Option("--backend", help="torch, onnx, onnx-int8 or auto (default: the index's, else torch)."),
     ] = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = "auto",
     query_prefix: QPrefixOpt = None,
     passage_prefix: PPrefixOpt = None,
     max_inputs: Annotated[int, typer.Option("--max-inputs", help="Texts per request (413).")] = _D.max_inputs,
@@ -101,7 +102,7 @@ def serve(
     except ValueError as exc:
         _fail(exc)
     try:
-        encoder, search_index = _open(model, index, backend, device, query_prefix, passage_prefix)
+        encoder, search_index = _open(model, index, backend, device, query_prefix, passage_prefix, precision)
     except Koe5Error as exc:
         _fail(exc)
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
@@ -125,10 +126,13 @@ def serve(
     )
 
 
-def _open(model, index, backend, device, query_prefix, passage_prefix):
+def _open(model, index, backend, device, query_prefix, passage_prefix, precision="auto"):
     """The encoder and the index: the index's own model unless ``--model`` names one (which must match)."""
     if index is None:
-        return _load(model or "default", backend or "torch", device, query_prefix, passage_prefix), None
+        encoder = _load(
+            model or "default", backend or "torch", device, query_prefix, passage_prefix, precision
+        )
+        return encoder, None
     from koe5.search import Index
     from koe5.search.store import read_manifest
 
@@ -140,7 +144,8 @@ def _open(model, index, backend, device, query_prefix, passage_prefix):
             device,
             query_prefix or built["query_prefix"],
             passage_prefix or built["passage_prefix"],
+            precision,
         )
     else:
-        encoder = _load(model, backend or "torch", device, query_prefix, passage_prefix)
+        encoder = _load(model, backend or "torch", device, query_prefix, passage_prefix, precision)
     return encoder, Index.load(index, encoder)
