@@ -151,3 +151,15 @@ def test_cli_precision(tiny, tiny_model_dir):
     np.testing.assert_allclose(row["embedding"], fp32, atol=2e-2)
     bad = runner.invoke(app, [*args, "--precision", "fp8"], input="서울\n")
     assert bad.exit_code == 2 and "unknown precision 'fp8'" in bad.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_pipeline_matches_cpu(tiny_model_dir, sample_texts, monkeypatch):
+    monkeypatch.setattr(encoder_module, "PIPELINE_CHUNK", 4)  # several chunks: the pipeline runs
+    texts = sample_texts * 3
+    cpu = koe5.load(str(tiny_model_dir), device="cpu").encode_passages(texts)
+    for precision, tolerance in (("auto", 2e-3), ("fp32", 1e-4)):
+        gpu = koe5.load(str(tiny_model_dir), device="cuda", precision=precision)
+        assert gpu.runners["passage"].pipelined
+        assert gpu.precision == ("fp16" if precision == "auto" else "fp32")
+        np.testing.assert_allclose(gpu.encode_passages(texts, batch_size=2), cpu, atol=tolerance)
