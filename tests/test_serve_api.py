@@ -93,6 +93,16 @@ def test_openai_client_sees_errors_as_its_own_exceptions(server, sample_texts):
     assert dims.value.code == "dimensions"
 
 
+def test_openai_client_lists_the_model(server, tiny):
+    import openai
+
+    models = openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0).models.list()
+    assert [m.id for m in models.data] == [tiny.name]
+    assert models.data[0].owned_by == "koe5" and models.data[0].created > 1_700_000_000
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0).models.list()
+
+
 # --- raw HTTP --------------------------------------------------------------------------------------
 
 
@@ -122,6 +132,16 @@ def test_tei_embed(http, tiny, sample_texts):
         bad = http.post("/embed", json={"inputs": "서울", field: value})
         assert bad.status_code == 422, field
         assert bad.json() == {"error": bad.json()["error"], "error_type": "validation", "code": field}
+
+
+def test_tei_info(server, http, tiny):
+    body = http.get("/info").json()
+    assert body["model_id"] == tiny.name and body["model_dtype"] == "float32"
+    assert body["model_type"] == {"embedding": {"pooling": "mean"}}
+    assert body["max_input_length"] == tiny.max_length and body["dim"] == tiny.dim
+    assert body["max_client_batch_size"] == 32 and body["auto_truncate"] is True  # the server's flags
+    assert body["max_batch_tokens"] >= tiny.max_length and body["backend"] == "torch"
+    assert httpx.get(f"{server.url}/info").status_code == 401  # like every route but /health
 
 
 def test_truncate_or_refuse_per_request(http, tiny):
@@ -293,4 +313,12 @@ def test_committed_openapi_schema_is_the_apps(http, tiny):
     assert openapi_schema() == committed, "regenerate it: koe5 serve --openapi > docs/openapi.json"
     assert create_app(tiny, settings=Settings(max_inputs=3, api_key="k")).openapi() == committed
     assert http.get("/openapi.json").json() == committed
-    assert set(committed["paths"]) == {"/v1/embeddings", "/embed", "/search", "/health", "/metrics"}
+    assert set(committed["paths"]) == {
+        "/v1/embeddings",
+        "/v1/models",
+        "/embed",
+        "/info",
+        "/search",
+        "/health",
+        "/metrics",
+    }

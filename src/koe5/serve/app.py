@@ -7,6 +7,8 @@
                          ``prompt_name``, ``dimensions``) -> ``[[float, ...], ...]``
 ``POST /search``         the index: ``query``, ``k``, ``mode``, ``filters`` -> hits
 ``GET /health``          model, index, queue; 503 while shutting down
+``GET /v1/models``       OpenAI's model list: the one model served
+``GET /info``            text-embeddings-inference's model and limits
 ``GET /metrics``         Prometheus text (:mod:`koe5.serve.metrics`)
 ``GET /openapi.json``    the schema (committed as ``docs/openapi.json``); ``/docs`` renders it
 =======================  ====================================================================
@@ -29,6 +31,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
@@ -51,6 +54,8 @@ from koe5.serve.schemas import (
     EmbedRequest,
     ErrorBody,
     Health,
+    Info,
+    ModelList,
     SearchRequest,
     SearchResponse,
     TeiErrorBody,
@@ -59,7 +64,17 @@ from koe5.serve.settings import Settings
 
 log = logging.getLogger("koe5.serve")
 
-ROUTES = ("/v1/embeddings", "/embed", "/search", "/health", "/metrics", "/openapi.json", "/docs")
+ROUTES = (
+    "/v1/embeddings",
+    "/embed",
+    "/search",
+    "/health",
+    "/v1/models",
+    "/info",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+)
 #: ``prompt_name`` of ``/embed`` -> encoder kind (the default model's saved prompts, plus none).
 PROMPTS = {"query": "query", "passage": "passage", "document": "passage", "none": None}
 
@@ -123,6 +138,7 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
     metrics = Metrics()
     batcher = Batcher(encoder, settings, metrics) if encoder is not None else None
     pool: dict[str, ThreadPoolExecutor] = {}
+    started = int(time.time())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -390,6 +406,43 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
         return _json(body, status=503 if batcher.closing else 200)
 
     @app.get(
+        "/v1/models",
+        response_model=ModelList,
+        responses=_errors(ErrorBody, 401),
+        tags=["embeddings"],
+        summary="The model served (OpenAI-compatible)",
+    )
+    async def models() -> Response:
+        card = {"id": encoder.name, "object": "model", "created": started, "owned_by": "koe5"}
+        return _json({"object": "list", "data": [card]})
+
+    @app.get(
+        "/info",
+        response_model=Info,
+        responses=_errors(TeiErrorBody, 401),
+        tags=["embeddings"],
+        summary="Model and limits (text-embeddings-inference-compatible)",
+    )
+    async def info() -> Response:
+        body = {
+            "model_id": encoder.name,
+            "model_sha": None,
+            "model_dtype": _dtype(encoder),
+            "model_type": {"embedding": {"pooling": _pooling(encoder)}},
+            "max_concurrent_requests": settings.max_queue,
+            "max_input_length": int(encoder.max_length),
+            "max_batch_tokens": int(batcher.batch_tokens),
+            "max_batch_requests": int(batcher.batch_inputs),
+            "max_client_batch_size": settings.max_inputs,
+            "auto_truncate": settings.auto_truncate,
+            "tokenization_workers": 1,
+            "version": __version__,
+            "backend": encoder.backend,
+            "dim": int(encoder.dim),
+        }
+        return _json(body)
+
+    @app.get(
         "/metrics",
         responses={
             200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
@@ -409,6 +462,29 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
         app.add_middleware(BearerAuth, key=settings.api_key, metrics=metrics)
     app.add_middleware(Timing, metrics=metrics, routes=ROUTES)
     return app
+
+
+def _dtype(encoder) -> str:
+    """The served model's number format, in text-embeddings-inference's words."""
+    precision = getattr(encoder, "precision", None)
+    if precision is not None and "onnx" not in encoder.backend:
+        return {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(precision, precision)
+    return "int8" if "int8" in encoder.backend else "float32"
+
+
+def _pooling(encoder) -> str:
+    from pathlib import Path
+
+    from koe5.backends import pooling_mode
+    from koe5.errors import ModelError
+
+    folder = Path(encoder.path)
+    if not folder.is_dir():
+        return "mean"
+    try:
+        return pooling_mode(folder)
+    except ModelError:  # a pooling the ONNX backends refuse, e.g. last-token: still a model
+        return "other"
 
 
 def openapi_schema() -> dict:

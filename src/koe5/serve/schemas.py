@@ -128,6 +128,47 @@ class IndexInfo(BaseModel):
     chunks: int
 
 
+class ModelObject(BaseModel):
+    id: str = Field(description="The model's name (what `model` in embedding responses says).")
+    object: Literal["model"] = "model"
+    created: int = Field(description="When the server started (Unix seconds).")
+    owned_by: str = "koe5"
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models`` (OpenAI): the one model this server runs."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+class EmbeddingModelType(BaseModel):
+    pooling: str = Field(description="`mean` or `cls` (the model folder's sentence-transformers pooling).")
+
+
+class ModelType(BaseModel):
+    embedding: EmbeddingModelType
+
+
+class Info(BaseModel):
+    """``GET /info`` (text-embeddings-inference): the model and the server's limits."""
+
+    model_id: str
+    model_sha: str | None = None
+    model_dtype: str = Field(description="`float32`, `float16`, `bfloat16` (torch) or `int8` (onnx-int8).")
+    model_type: ModelType
+    max_concurrent_requests: int = Field(description="Requests admitted at once (`--max-queue`).")
+    max_input_length: int = Field(description="Tokens per input, prefix included.")
+    max_batch_tokens: int
+    max_batch_requests: int | None = None
+    max_client_batch_size: int = Field(description="Texts per request (`--max-inputs`).")
+    auto_truncate: bool
+    tokenization_workers: int = 1
+    version: str = Field(description="koe5's version.")
+    backend: str = Field(description="koe5 extension: the backend per kind of input.")
+    dim: int = Field(description="koe5 extension: the vectors' dimension.")
+
+
 class Health(BaseModel):
     """``GET /health``: 200 when serving, 503 (``draining``) once shutdown has begun."""
 
