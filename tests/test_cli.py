@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import koe5
 from koe5.cli import app
 
 runner = CliRunner()
@@ -106,3 +107,18 @@ def test_missing_model_is_exit_2(tmp_path):
     result = invoke("similarity", "--model", tmp_path / "missing")
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_batch_size_defaults_to_the_encoders(tiny_model_dir, monkeypatch):
+    """The CLI leaves the batch to the encoder (32 inputs on CPU, 512 on CUDA) unless told."""
+    seen = []
+    encode = koe5.Encoder.encode
+
+    def spy(self, texts, kind=None, **kwargs):
+        seen.append(kwargs.get("batch_size"))
+        return encode(self, texts, kind, **kwargs)
+
+    monkeypatch.setattr(koe5.Encoder, "encode", spy)
+    assert invoke("encode", "-", "--model", tiny_model_dir, input="서울\n").exit_code == 0
+    assert invoke("encode", "-", "--model", tiny_model_dir, "-b", "4", input="서울\n").exit_code == 0
+    assert seen == [None, 4]

@@ -46,7 +46,10 @@ def bench(
         ),
     ] = "dense",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Encode everything again.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 32,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", "-b", help="Inputs per forward pass (default: 32 on CPU, 512 on CUDA)."),
+    ] = None,
     backend: BackendOpt = "torch",
     device: DeviceOpt = None,
     precision: PrecisionOpt = "auto",

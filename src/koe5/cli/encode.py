@@ -36,7 +36,10 @@ def encode(
     ] = "passage",
     fmt: Annotated[str, typer.Option("--format", help="Input format: auto, jsonl, text.")] = "auto",
     field: Annotated[str, typer.Option("--field", help="JSONL field holding the text.")] = "text",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b")] = 32,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", "-b", help="Inputs per forward pass (default: 32 on CPU, 512 on CUDA)."),
+    ] = None,
     model: ModelOpt = "default",
     backend: BackendOpt = "torch",
     device: DeviceOpt = None,

@@ -46,7 +46,9 @@ class MineReport:
         )
 
 
-def _dense_scores(encoder: Any, queries: list[str], corpus: list[str], batch_size: int, show_progress: bool):
+def _dense_scores(
+    encoder: Any, queries: list[str], corpus: list[str], batch_size: int | None, show_progress: bool
+):
     q = encoder.encode_queries(queries, batch_size=batch_size, show_progress=show_progress)
     d = encoder.encode_passages(corpus, batch_size=batch_size, show_progress=show_progress)
 
@@ -90,7 +92,7 @@ def mine_hard_negatives(
     keep_given: bool = True,
     output_format: str = "triplet",
     seed: int = 42,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     show_progress: bool = False,
 ) -> tuple[list[dict[str, str]], MineReport]:
     """Rows with hard negatives, in ko-triplet columns (``query``, ``document``, ``hard_negative``).
