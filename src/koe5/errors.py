@@ -29,3 +29,7 @@ class IndexFormatError(Koe5Error):
 
 class ModelMismatchError(ModelError):
     """An index is used with a model other than the one it was built with."""
+
+
+class HubDatasetError(Koe5Error):
+    """A dataset could not be loaded from the Hugging Face hub (unreachable, offline, or not there)."""

@@ -17,10 +17,10 @@ Modules: ``data`` (RetrievalData, doc_text, the checks), ``readers`` (files), ``
 ``transforms`` (hub layouts), ``hub`` (fetching), ``bundled`` (offline suite), ``catalog`` (tasks).
 """
 
+from koe5.errors import HubDatasetError
 from koe5.tasks.beir import load_beir
 from koe5.tasks.catalog import BUNDLED, KNOWN_TASKS, Task, get_task
 from koe5.tasks.data import RetrievalData, doc_text
-from koe5.tasks.hub import HubDatasetError
 from koe5.tasks.trec import load_trec
 
 __all__ = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from koe5.errors import Koe5Error
+from koe5.errors import HubDatasetError
 from koe5.tasks.data import DocJoin, RetrievalData, assemble
 from koe5.tasks.transforms import SHAPES
 
@@ -28,10 +28,6 @@ _OFFLINE_ERRORS = (
     "NameResolutionError",
     "MaxRetryError",
 )
-
-
-class HubDatasetError(Koe5Error):
-    """A dataset could not be loaded from the Hugging Face hub (unreachable, offline, or not there)."""
 
 
 class HubDataset(Mapping[str, Any]):
