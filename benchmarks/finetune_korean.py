@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-steps", type=int, default=None, help="Override the recipe's steps.")
     parser.add_argument("--scale", type=float, default=None, help="Override the recipe's loss scale.")
+    parser.add_argument(
+        "--precision", default=None, help="Override the training precision (auto, fp32, bf16)."
+    )
     parser.add_argument("--quick", action="store_true", help="Tiny end-to-end check, not a measurement.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,7 +68,7 @@ def main() -> None:
     from koe5.train.evaluation import RetrievalEvaluator
     from koe5.train.merge import merge_with_base
     from koe5.train.mine import mine_hard_negatives
-    from koe5.train.run import load_model
+    from koe5.train.run import _precision, load_model
     from koe5.train.sources import build_rows
     from koe5.train.triplets import write_rows
 
@@ -100,6 +103,8 @@ def main() -> None:
         overrides["max_steps"] = args.max_steps
     if args.scale:
         overrides["scale"] = args.scale
+    if args.precision:
+        overrides["precision"] = args.precision
     config = TrainConfig.from_recipe(
         "koe5-small", data=[str(out / "triplets.jsonl")], output=str(out / "run"),
         eval_data=str(out / "dev.jsonl"), **overrides,
@@ -155,6 +160,7 @@ def main() -> None:
     summary = {
         "seed": args.seed, "quick": args.quick, "mix": mix, "build": report.kept, "triplets": len(triplets),
         "dev_rows": len(dev_rows), "steps": result.steps,
+        "precision": next((k for k, on in _precision(config).items() if on), "fp32"),
         "train_minutes": round((trained_at - started) / 60, 1),
         "dev_ndcg_at_10": {"base": base_dev, **{str(a): v for a, v in sweep.items()}}, "alpha": alpha,
         "before": before, "after": after, "criteria_met": passed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,7 @@ def test_gradcache_step_equals_full_batch_step(tiny_train_model_no_dropout, tmp_
             max_steps=1,
             optimizer="sgd",
             lr=0.5,
+            precision="fp32",  # the two computations are equal in exact arithmetic, not in bf16
         )
         train(cfg)
         runs[mini] = _weights(tmp_path / f"m{mini}" / "model")
@@ -243,11 +245,31 @@ def test_cli_merge(tiny_train_model_dir, tmp_path):
     assert json.loads((out / "koe5_merge.json").read_text())["alpha"] == 0.5
 
 
+def test_bf16_on_cpu_trains_and_saves_fp32_weights(tiny_train_model_dir, tmp_path):
+    """bf16 autocast on a CPU (the default where the CPU has bf16 hardware) runs and keeps fp32 weights."""
+    from koe5.train.run import _precision
+
+    cfg = _config(tiny_train_model_dir, tmp_path / "bf16", precision="bf16")
+    assert _precision(cfg)["bf16"]
+    train(cfg)
+    weights = _weights(tmp_path / "bf16" / "model")
+    assert {v.dtype for v in weights.values()} == {torch.float32}
+    start = _weights(tiny_train_model_dir)
+    assert any(not torch.equal(weights[k], start[k]) for k in start)
+    assert all(math.isfinite(r["loss"]) for r in _log(tmp_path / "bf16") if "loss" in r)
+
+
 def test_precision_follows_the_hardware(monkeypatch):
+    from koe5.train import run
     from koe5.train.run import _precision
 
     cfg = TrainConfig(data=["x"], output="o")
-    assert _precision(cfg) == {"bf16": False, "fp16": False}  # CPU: float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: False)
+    assert _precision(cfg) == {"bf16": False, "fp16": False}  # CPU without bf16 hardware: float32
+    monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: True)
+    assert _precision(cfg) == {"bf16": True, "fp16": False}  # AVX512-BF16 / AMX: bf16 autocast
+    assert _precision(cfg.replace(precision="fp32")) == {"bf16": False, "fp16": False}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for bf16, expected in ((True, {"bf16": True, "fp16": False}), (False, {"bf16": False, "fp16": True})):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda bf16=bf16: bf16)

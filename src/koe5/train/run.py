@@ -93,15 +93,34 @@ def split_heldout(rows: Triplets, amount: float, seed: int) -> tuple[list[int], 
     return [i for i in range(n) if i not in held_set], sorted(held)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 matrix work in hardware (AVX512-BF16 or AMX).
+
+    There, bf16 autocast runs a training step of the default model 2.5× faster than fp32 (measured
+    on an AMD Zen 5: PyTorch's fp32 CPU matmuls go to MKL's AVX2 path, bf16 ones to oneDNN); on
+    other CPUs bf16 is emulated and slower than fp32.
+    """
+    import torch
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # private, hence guarded
+        check = getattr(getattr(torch, "cpu", None), probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # pragma: no cover - a probe that fails means "not known to have it"
+            continue
+    return False
+
+
 def _precision(config: TrainConfig) -> dict[str, bool]:
     import torch
 
     choice = config.precision
     if choice == "auto":
-        if not torch.cuda.is_available():
-            choice = "fp32"  # CPU autocast is slow on most CPUs and saves little memory
-        else:
+        if torch.cuda.is_available():
             choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            choice = "bf16" if cpu_has_native_bf16() else "fp32"
     return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
 
 
@@ -238,6 +257,7 @@ def train(
     keys = row_keys([dataset[name] for name in dataset.column_names], groups)
     import torch
 
+    precision = _precision(config)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=config.batch_size // world_size,
@@ -259,12 +279,13 @@ def train(
         prompts=column_prompts or None,
         batch_sampler=partial(GroupBatchSampler, keys=keys, world_size=world_size),
         dataloader_drop_last=world_size > 1,
-        # several processes without a GPU: accelerate's MULTI_CPU mode, which needs use_cpu and gloo
-        use_cpu=world_size > 1 and not torch.cuda.is_available(),
+        # without a GPU: accelerate's MULTI_CPU mode (several processes, with gloo) and bf16 autocast
+        # on the CPU both need use_cpu
+        use_cpu=not torch.cuda.is_available() and (world_size > 1 or precision["bf16"]),
         ddp_backend=None if torch.cuda.is_available() or world_size == 1 else "gloo",
         report_to=["tensorboard"] if _has_tensorboard() else "none",
         disable_tqdm=not show_progress,
-        **_precision(config),
+        **precision,
         # transformers 5 renamed it; passing it only when on keeps older versions working, without warnings
         **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
     )
