@@ -163,3 +163,19 @@ def test_cuda_pipeline_matches_cpu(tiny_model_dir, sample_texts, monkeypatch):
         assert gpu.runners["passage"].pipelined
         assert gpu.precision == ("fp16" if precision == "auto" else "fp32")
         np.testing.assert_allclose(gpu.encode_passages(texts, batch_size=2), cpu, atol=tolerance)
+
+
+def test_koe5_threads_sets_both_backends_threads(tiny_model_dir, monkeypatch):
+    from koe5.backends import cpu_threads
+
+    before = torch.get_num_threads()
+    assert cpu_threads() == before  # unset: PyTorch's own count
+    monkeypatch.setenv("KOE5_THREADS", "1")
+    try:
+        koe5.load(str(tiny_model_dir), device="cpu")
+        assert torch.get_num_threads() == 1 and cpu_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv("KOE5_THREADS", "two")
+    with pytest.raises(ModelError, match="KOE5_THREADS must be a positive integer, got 'two'"):
+        koe5.load(str(tiny_model_dir), device="cpu")

@@ -34,6 +34,25 @@ def onnx_dir(folder: str | Path) -> Path:
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
+THREADS_ENV = "KOE5_THREADS"
+
+
+def cpu_threads() -> int:
+    """Threads for CPU inference, the same for both backends: ``KOE5_THREADS`` if set (koe5 then sets
+    PyTorch's too), else PyTorch's own intra-op count (the cores it found) — ``os.cpu_count()`` would
+    count SMT siblings and the host's CPUs outside this process's affinity."""
+    import torch
+
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return torch.get_num_threads()
+    if not value.isdigit() or int(value) < 1:
+        raise ModelError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+    if torch.get_num_threads() != int(value):
+        torch.set_num_threads(int(value))
+    return int(value)
+
+
 def start(runner, input_ids: np.ndarray, attention_mask: np.ndarray):
     """Begin a batch; returns a function that waits for its vectors.
 
@@ -79,6 +98,8 @@ class TorchRunner:
         #: CUDA runs asynchronously: see :func:`start`.
         self.pipelined = cuda
         self.forward_model = model
+        if self.device.type == "cpu":
+            cpu_threads()  # applies KOE5_THREADS to PyTorch
         if self.device.type == "cpu" and wanted == torch.float32:
             from koe5 import onednn
 
@@ -154,7 +175,7 @@ class OnnxRunner:
         if not path.is_file():
             raise ModelError(f"{path} does not exist: run `koe5 export MODEL --onnx` first")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("KOE5_THREADS", 0)) or (os.cpu_count() or 1)
+        options.intra_op_num_threads = cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # ONNX Runtime's idle threads spin for a while after each call; beside torch in the same
         # process (backend="auto") they would take the cores torch needs.
