@@ -312,6 +312,9 @@ def train(
     if evaluator is not None and config.eval_at_start and checkpoint is None:
         metrics["base"] = _metrics(trainer.evaluate())
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    # Saving and the final evaluation happen on rank 0 alone and need no collective: leave the group
+    # first, so the other processes do not wait on a barrier bounded by ddp_timeout meanwhile.
+    _leave_process_group()
     steps = trainer.state.global_step
     model = trainer.model
     model.max_seq_length = full_length  # the saved model reads full-length texts again
@@ -322,14 +325,13 @@ def train(
         text = json.dumps(summary, indent=2, ensure_ascii=False)
         atomic_write_bytes(out / "eval.json", text.encode("utf-8"))
         write_log_record(out / "log.jsonl", {"step": steps, "event": "final", **metrics.get("final", {})})
-    _leave_process_group()
     return TrainResult(out, model_path, steps, metrics, checkpoint)
 
 
 def _leave_process_group() -> None:
-    """Under DDP, every process waits until rank 0 has saved, then the group is torn down. A process that
-    simply exits while the others still hold the group can abort in gloo's threads ("terminate called
-    without an active exception"), which torchrun reports as a failed run."""
+    """Under DDP, every process meets the others once training is done, then the group is torn down. A
+    process that simply exits while the others still hold the group can abort in gloo's threads
+    ("terminate called without an active exception"), which torchrun reports as a failed run."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
