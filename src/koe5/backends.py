@@ -32,6 +32,8 @@ def onnx_dir(folder: str | Path) -> Path:
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: koe5's precision names -> PyTorch's dtype names (also text-embeddings-inference's ``model_dtype``).
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 THREADS_ENV = "KOE5_THREADS"
@@ -88,9 +90,8 @@ class TorchRunner:
         self.device = model.device
         self.precision = precision
         cuda = self.device.type == "cuda"
-        wanted = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(
-            precision, torch.float16 if cuda else torch.float32
-        )
+        resolved = precision if precision != "auto" else "fp16" if cuda else "fp32"
+        wanted = getattr(torch, DTYPES[resolved])
         if next(model.parameters()).dtype != wanted:
             model.to(wanted)
         self.dtype = wanted
@@ -100,11 +101,15 @@ class TorchRunner:
         self.forward_model = model
         if self.device.type == "cpu":
             cpu_threads()  # applies KOE5_THREADS to PyTorch
-        if self.device.type == "cpu" and wanted == torch.float32:
             from koe5 import onednn
 
-            if onednn.available():
+            if wanted == torch.float32 and onednn.available():
                 self.forward_model = onednn.packed_copy(model)
+
+    @property
+    def precision_name(self) -> str:
+        """``fp32``, ``fp16`` or ``bf16``: what the model runs in now (``auto`` resolved)."""
+        return next(name for name, dtype in DTYPES.items() if str(self.dtype) == f"torch.{dtype}")
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.start(input_ids, attention_mask)()

@@ -118,12 +118,8 @@ class Encoder:
     @property
     def precision(self) -> str | None:
         """The torch backend's precision (``fp32``, ``fp16`` or ``bf16``); ``None`` without one."""
-        for runner in self.runners.values():
-            dtype = getattr(runner, "dtype", None)
-            if dtype is not None:
-                names = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
-                return names.get(str(dtype), str(dtype))
-        return None
+        names = (getattr(runner, "precision_name", None) for runner in self.runners.values())
+        return next((name for name in names if name is not None), None)
 
     @property
     def name(self) -> str:
@@ -175,12 +171,12 @@ class Encoder:
     def _pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``input_ids`` and ``attention_mask`` of a batch, padded on the right."""
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        mask = (np.arange(int(lengths.max())) < lengths[:, None]).astype(np.int64)
-        input_ids = np.full(mask.shape, self._pad_id, dtype=np.int64)
-        input_ids[mask.astype(bool)] = np.fromiter(
+        filled = np.arange(int(lengths.max())) < lengths[:, None]
+        input_ids = np.full(filled.shape, self._pad_id, dtype=np.int64)
+        input_ids[filled] = np.fromiter(
             (i for row in rows for i in row), dtype=np.int64, count=int(lengths.sum())
         )
-        return input_ids, mask
+        return input_ids, filled.astype(np.int64)
 
     def _tokenized_chunks(self, texts: list[str], pipelined: bool):
         """``(offset, token ids)`` of consecutive chunks of ``texts``.
@@ -196,15 +192,14 @@ class Encoder:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        starts = range(0, len(texts), PIPELINE_CHUNK)
         with ThreadPoolExecutor(1, thread_name_prefix="koe5-tokenize") as pool:
-            futures = [pool.submit(self.tokenize, texts[starts[0] : starts[0] + PIPELINE_CHUNK])]
-            for n, offset in enumerate(starts):
-                if n + 1 < len(starts):  # one chunk ahead
-                    nxt = starts[n + 1]
-                    futures.append(pool.submit(self.tokenize, texts[nxt : nxt + PIPELINE_CHUNK]))
-                yield offset, futures[n].result()
-                futures[n] = None
+            pending = pool.submit(self.tokenize, texts[:PIPELINE_CHUNK])
+            for offset in range(0, len(texts), PIPELINE_CHUNK):
+                ids = pending.result()
+                after = offset + PIPELINE_CHUNK
+                if after < len(texts):  # the next chunk tokenises while this one is encoded
+                    pending = pool.submit(self.tokenize, texts[after : after + PIPELINE_CHUNK])
+                yield offset, ids
 
     def encode(
         self,

@@ -466,9 +466,11 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
 
 def _dtype(encoder) -> str:
     """The served model's number format, in text-embeddings-inference's words."""
+    from koe5.backends import DTYPES
+
     precision = getattr(encoder, "precision", None)
     if precision is not None and "onnx" not in encoder.backend:
-        return {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(precision, precision)
+        return DTYPES[precision]
     return "int8" if "int8" in encoder.backend else "float32"
 
 

@@ -319,12 +319,13 @@ def train(
     model = trainer.model
     model.max_seq_length = full_length  # the saved model reads full-length texts again
     model_path = out / "model"
-    if rank == 0:
-        metrics.update(_save_final(model, config, location, evaluator, jsonl.last_eval, steps))
-        summary = {"steps": steps, "merge_base": config.merge_base, "model": str(model_path), **metrics}
-        text = json.dumps(summary, indent=2, ensure_ascii=False)
-        atomic_write_bytes(out / "eval.json", text.encode("utf-8"))
-        write_log_record(out / "log.jsonl", {"step": steps, "event": "final", **metrics.get("final", {})})
+    if rank != 0:
+        return TrainResult(out, model_path, steps, metrics, checkpoint)
+
+    metrics.update(_save_final(model, config, location, evaluator, jsonl.last_eval, steps))
+    summary = {"steps": steps, "merge_base": config.merge_base, "model": str(model_path), **metrics}
+    atomic_write_bytes(out / "eval.json", json.dumps(summary, indent=2, ensure_ascii=False).encode("utf-8"))
+    write_log_record(out / "log.jsonl", {"step": steps, "event": "final", **metrics.get("final", {})})
     return TrainResult(out, model_path, steps, metrics, checkpoint)
 
 
