@@ -3,14 +3,19 @@
 For Korean short queries (KorQuAD questions, ~25 tokens), short passages (Belebele paragraphs, ~100
 tokens) and long passages (AutoRAG pages, ~300-512 tokens) it measures tokens/s and sentences/s of:
 
-* plain ``SentenceTransformer.encode`` at batch 32 (the baseline),
-* koe5 ``torch`` (token-budget batches), ``onnx``, ``onnx-int8`` and ``auto``; ``torch`` with
-  PyTorch's own (MKL) linears, and ``torch`` in bf16 (``precision="bf16"``),
+* plain ``SentenceTransformer.encode`` at batch 32 (the baseline), in a child process that never
+  imports koe5, as a sentence-transformers user runs it (on AMD CPUs: MKL on its AVX2 path), and the
+  same in this process, where ``import koe5`` has moved MKL to AVX-512 (:mod:`koe5.mkl`),
+* koe5 ``torch`` (token-budget batches, unpadded), ``onnx``, ``onnx-int8`` and ``auto``; ``torch``
+  on transformers' padded forward with koe5's packed linears, the same with PyTorch's own (MKL)
+  linears, and ``torch`` in bf16 (``precision="bf16"``),
 
 and the fp32 roofline: the machine's measured GEMM rate (the faster of MKL and oneDNN as PyTorch
 ships them, same threads, measured between the rows) divided by the
 model's FLOPs per token (~42.5 MFLOP for the dense layers of multilingual-e5-small plus 4·n·h per
-layer for attention at sequence length n). Every figure is also given as a share of that roofline.
+layer for attention in an input of n tokens, summed input by input: attention grows with the square of
+the length, so a mean length would undercount it). Every figure is also given as a share of that
+roofline.
 
     python benchmarks/cpu_speed.py [--queries 512] [--passages 64] [--repeats 3] [--json]
 
@@ -22,6 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -51,6 +59,50 @@ def gemm_gflops(seconds: float = 1.0) -> dict[str, float]:
     return rates
 
 
+def baseline_worker(folder: str, inputs_file: str) -> None:
+    """Child process: plain sentence-transformers, no koe5 import. Reads a kind of input per line on
+    stdin, encodes it at batch 32 and answers with the seconds it took."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(folder, device="cpu")
+    with open(inputs_file, encoding="utf-8") as f:
+        inputs = json.load(f)
+    for line in sys.stdin:
+        start = time.perf_counter()
+        st.encode(inputs[line.strip()], batch_size=32, normalize_embeddings=True)
+        print(time.perf_counter() - start, flush=True)
+
+
+class Baseline:
+    """The child process of :func:`baseline_worker`; ``run(kind)`` returns its seconds."""
+
+    def __init__(self, folder, inputs: dict[str, list[str]]) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8", delete=False) as f:
+            json.dump(inputs, f, ensure_ascii=False)
+        self.path = f.name
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-W", "ignore", __file__, "--baseline-worker", str(folder), self.path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def run(self, kind: str) -> float:
+        self.proc.stdin.write(kind + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the baseline process ended (exit status {self.proc.wait()})")
+        return float(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        os.unlink(self.path)
+
+
 def flops_per_token(seq_len: float, hidden=384, layers=12, ffn=1536) -> float:
     dense = layers * (2 * 4 * hidden * hidden + 2 * 2 * hidden * ffn)
     attention = layers * 4 * seq_len * hidden
@@ -65,11 +117,17 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--baseline-worker", nargs=2, metavar=("FOLDER", "INPUTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    import torch
+    if args.baseline_worker:
+        baseline_worker(*args.baseline_worker)
+        return
 
     import koe5
+
+    koe5.mkl.enable()  # done by the import already: koe5 comes before torch so its MKL shim loads first
+    import torch
+
     from koe5 import onednn
     from koe5.backends import ONNX_FILES, onnx_dir
     from koe5.export import export_onnx, speed_samples
@@ -84,6 +142,9 @@ def main() -> None:
         name: koe5.load(str(folder), backend=name, device="cpu") for name in ("torch", "onnx", "onnx-int8")
     }
     encoders["auto"] = koe5.load(str(folder), backend="auto", device="cpu")
+    padded = encoders["torch, padded"] = koe5.load(str(folder), backend="torch", device="cpu")
+    for runner in padded.runners.values():  # koe5's packed linears on transformers' padded forward
+        runner.unpadded, runner.forward_model = None, onednn.packed_copy(runner.model)
     encoders["torch bf16"] = koe5.load(str(folder), backend="torch", device="cpu", precision="bf16")
     os.environ[onednn.ENV] = "0"  # the same torch path on PyTorch's own (MKL) kernels, for comparison
     encoders["torch, MKL linears"] = koe5.load(str(folder), backend="torch", device="cpu")
@@ -100,11 +161,18 @@ def main() -> None:
         for kind, texts in inputs.items()
     }
 
-    def baseline(kind):
-        prefixed = [f"{encode_as[kind]}: " + t for t in inputs[kind]]
-        return lambda: st.encode(prefixed, batch_size=32, normalize_embeddings=True)
+    prefixed = {kind: [f"{encode_as[kind]}: " + t for t in texts] for kind, texts in inputs.items()}
+    child = Baseline(folder, prefixed)
 
-    runs = {("plain ST, batch 32", k): baseline(k) for k in inputs}
+    def in_process(kind):
+        return lambda: st.encode(prefixed[kind], batch_size=32, normalize_embeddings=True)
+
+    # a row's function returns its seconds when it timed itself elsewhere (the child process)
+    def from_child(kind):
+        return lambda: child.run(kind)
+
+    runs = {("plain ST, batch 32", k): from_child(k) for k in inputs}
+    runs.update({("plain ST, koe5's MKL", k): in_process(k) for k in inputs})
     for name, enc in encoders.items():
         for kind in inputs:
             runs[(f"koe5 {name}", kind)] = (lambda e, k: lambda: e.encode(inputs[k], encode_as[k]))(enc, kind)
@@ -116,12 +184,14 @@ def main() -> None:
         gflops.append(gemm_gflops(1.0))
         for key, fn in runs.items():
             start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
+            seconds = fn()
+            times[key].append(seconds if isinstance(seconds, float) else time.perf_counter() - start)
+    child.close()
     libs = {lib: float(np.median([g[lib] for g in gflops])) for lib in gflops[0]}
     rate = max(libs.values()) * 1e9
     report = {
         "threads": torch.get_num_threads(),
+        "mkl_shim": koe5.mkl.status,
         "gemm_gflops": round(rate / 1e9, 1),
         "gemm_gflops_by_library": {k: round(v, 1) for k, v in libs.items()},
         "rows": [],
@@ -129,7 +199,8 @@ def main() -> None:
     for kind in inputs:
         n_tok = sum(tokens[kind])
         mean_len = float(np.mean(tokens[kind]))
-        roof = rate / flops_per_token(mean_len)
+        total_flops = sum(n * flops_per_token(n) for n in tokens[kind])
+        roof = rate * n_tok / total_flops
         base = min(times[("plain ST, batch 32", kind)])
         report[f"{kind}_mean_tokens"] = round(mean_len, 1)
         report[f"{kind}_roofline_tokens_per_s"] = round(roof, 1)
@@ -151,7 +222,10 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     by_lib = ", ".join(f"{k} {v}" for k, v in report["gemm_gflops_by_library"].items())
-    print(f"torch threads {report['threads']}, GEMM {report['gemm_gflops']} GFLOP/s ({by_lib})")
+    print(
+        f"torch threads {report['threads']}, GEMM {report['gemm_gflops']} GFLOP/s ({by_lib}), "
+        f"koe5's MKL shim {report['mkl_shim']}"
+    )
     for kind in inputs:
         print(
             f"\n{kind}: {len(inputs[kind])} texts, mean {report[f'{kind}_mean_tokens']} tokens, "

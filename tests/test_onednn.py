@@ -30,6 +30,9 @@ def test_packed_linear_matches_linear_and_gelu():
         torch.testing.assert_close(onednn.PackedLinear(linear)(x), linear(x), atol=1e-5, rtol=1e-5)
         fused = onednn.PackedLinear(linear, "gelu")(x)
         torch.testing.assert_close(fused, torch.nn.functional.gelu(linear(x)), atol=1e-5, rtol=1e-5)
+        flat, residual = x.reshape(21, 48), torch.randn(21, 96)
+        summed = onednn.PackedLinear(linear).add(flat, residual)
+        torch.testing.assert_close(summed, linear(flat) + residual, atol=1e-5, rtol=1e-5)
 
 
 def test_packed_copy_gives_the_same_vectors(st, sample_texts):
@@ -61,12 +64,12 @@ def test_original_model_is_left_as_it_was(st):
     assert packed.tokenizer is st.tokenizer
 
 
-def test_encoder_uses_the_packed_copy_and_can_opt_out(tiny_model_dir, monkeypatch, sample_texts):
+def test_encoder_uses_the_packed_path_and_can_opt_out(tiny_model_dir, monkeypatch, sample_texts):
     import koe5
 
     enc = koe5.load(str(tiny_model_dir), device="cpu")
     runner = enc.runners["passage"]
-    assert runner.forward_model is not enc.model
+    assert runner.unpadded is not None  # BERT with mean pooling: the unpadded encoder, linears packed
     got = enc.encode(sample_texts[:4], "passage")
     want = enc.model.encode(["passage: " + t for t in sample_texts[:4]], normalize_embeddings=True)
     np.testing.assert_allclose((got * want).sum(1), 1.0, atol=1e-5)
@@ -75,3 +78,4 @@ def test_encoder_uses_the_packed_copy_and_can_opt_out(tiny_model_dir, monkeypatc
     assert not onednn.available()
     plain = koe5.load(str(tiny_model_dir), device="cpu")
     assert plain.runners["passage"].forward_model is plain.model
+    assert plain.runners["passage"].unpadded is None

@@ -43,7 +43,7 @@ def test_half_precision_folder_runs_in_fp32_on_cpu(tiny_model_dir, tmp_path, sam
     st.half().save(str(tmp_path / "half"))
     enc = koe5.load(str(tmp_path / "half"), device="cpu")
     assert next(enc.model.parameters()).dtype == torch.float32
-    assert enc.runners["passage"].forward_model is not enc.model  # the oneDNN copy, fp32 only
+    assert enc.runners["passage"].unpadded is not None  # the oneDNN fast path, fp32 only
     reference = koe5.load(str(tiny_model_dir), device="cpu").encode_passages(sample_texts)
     np.testing.assert_allclose(enc.encode_passages(sample_texts), reference, atol=2e-3)
 
@@ -101,28 +101,42 @@ class _AsyncRunner:
         return finish
 
 
-def test_pipeline_overlaps_batches_and_keeps_order(tiny, sample_texts, monkeypatch):
-    monkeypatch.setattr(encoder_module, "PIPELINE_CHUNK", 3)
-    texts = sample_texts * 3
-    expected = tiny.encode_passages(texts, batch_size=2)
-    fake = _AsyncRunner(tiny.runners["passage"])
-    seen_threads = set()
-    tokenize = tiny.tokenize
+def _spy_tokenize(encoder, monkeypatch) -> list[tuple[str, int]]:
+    """Record ``(thread name, number of texts)`` of each tokenising step of ``encoder``."""
+    calls, tokenize = [], encoder.tokenize
 
-    def tokenize_spy(batch):
-        seen_threads.add(threading.current_thread().name)
+    def spy(batch):
+        calls.append((threading.current_thread().name, len(batch)))
         return tokenize(batch)
 
-    monkeypatch.setattr(tiny, "tokenize", tokenize_spy)
+    monkeypatch.setattr(encoder, "tokenize", spy)
+    return calls
+
+
+def test_pipeline_overlaps_batches_and_keeps_order(tiny, sample_texts, monkeypatch):
+    monkeypatch.setattr(encoder_module, "PIPELINE_CHUNK", 8)
+    texts = [t[: 8 + i] for i, t in enumerate(sample_texts * 3)]  # 45 texts, repeats cut apart
+    expected = tiny.encode_passages(texts, batch_size=2)
+    fake = _AsyncRunner(tiny.runners["passage"])
+    calls = _spy_tokenize(tiny, monkeypatch)
     monkeypatch.setitem(tiny.runners, "passage", fake)
     out = tiny.encode_passages(texts, batch_size=2)
-    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(out, expected, atol=1e-5)  # each row where its text was
+    assert [n for _, n in calls] == [8, 8, 8, 8, 8, 5]
+    assert all(name.startswith("koe5-tokenize") for name, _ in calls)
     starts = [n for e, n in fake.events if e == "start"]
-    assert len(starts) > len(texts) // 3  # chunks of 3 texts, batches of at most 2
+    assert len(starts) == 5 * 4 + 3  # batches of at most 2 within each chunk
     # each batch is started before the previous one is collected
     for n in starts[1:]:
         assert fake.events.index(("start", n)) < fake.events.index(("finish", n - 1))
-    assert all(name.startswith("koe5-tokenize") for name in seen_threads)
+
+
+def test_cpu_tokenises_in_one_chunk(tiny, sample_texts, monkeypatch):
+    monkeypatch.setattr(encoder_module, "PIPELINE_CHUNK", 2)
+    calls = _spy_tokenize(tiny, monkeypatch)
+    assert not getattr(tiny.runners["passage"], "pipelined", False)
+    tiny.encode_passages(sample_texts * 3, batch_size=2)
+    assert calls == [(threading.current_thread().name, 45)]
 
 
 def test_precision_is_part_of_the_cache_fingerprint(tiny, tiny_model_dir):

@@ -1,7 +1,8 @@
 """Inference backends: what turns a padded batch of token ids into normalised sentence vectors.
 
 * ``torch``: the sentence-transformers model (SDPA attention; fp16 on CUDA, asynchronously; on CPU
-  fp32 with its linear layers run through oneDNN with packed weights, see :mod:`koe5.onednn`).
+  fp32 with its linear layers run through oneDNN with packed weights, see :mod:`koe5.onednn`, and for
+  BERT/XLM-R encoders on the real tokens only, without padding, see :mod:`koe5.unpadded`).
 * ``onnx``: the same graph exported to ONNX, run by ONNX Runtime (``koe5 export --onnx``).
 * ``onnx-int8``: that graph with dynamically quantised int8 weights (``koe5 export --onnx --int8``).
 * ``auto``: per kind of input, the fastest backend that passed the quality gate when it was
@@ -99,12 +100,17 @@ class TorchRunner:
         #: CUDA runs asynchronously: see :func:`start`.
         self.pipelined = cuda
         self.forward_model = model
+        #: On a CPU in fp32, the unpadded encoder where the architecture allows (:mod:`koe5.unpadded`).
+        self.unpadded = None
         if self.device.type == "cpu":
             cpu_threads()  # applies KOE5_THREADS to PyTorch
             from koe5 import onednn
+            from koe5.unpadded import UnpaddedEncoder
 
             if wanted == torch.float32 and onednn.available():
-                self.forward_model = onednn.packed_copy(model)
+                self.unpadded = UnpaddedEncoder.build(model)
+                if self.unpadded is None:
+                    self.forward_model = onednn.packed_copy(model)
 
     @property
     def precision_name(self) -> str:
@@ -123,6 +129,8 @@ class TorchRunner:
                 return tensor.pin_memory().to(self.device, non_blocking=True)
             return tensor
 
+        if self.unpadded is not None:
+            return self.unpadded(input_ids, attention_mask)
         with torch.inference_mode():
             features = {"input_ids": put(input_ids), "attention_mask": put(attention_mask)}
             if self._with_token_types:

@@ -101,8 +101,9 @@ class Encoder:
         """The sentence-transformers model (loaded on first use when the backends are ONNX).
 
         A plain model, savable and trainable: on a CPU the torch backend encodes with an inference
-        copy of it whose linear layers run packed in oneDNN (:mod:`koe5.onednn`); that copy holds its
-        own packed weights, so after changing this model's weights, load the encoder again."""
+        copy whose linear layers run packed in oneDNN (:mod:`koe5.onednn`; for BERT/XLM-R encoders on
+        unpadded tokens, :mod:`koe5.unpadded`); that copy holds its own packed weights, so after
+        changing this model's weights, load the encoder again."""
         if self._model is None:
             self._model = _load_sentence_transformer(self.path, None)
         return self._model

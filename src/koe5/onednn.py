@@ -52,6 +52,10 @@ class PackedLinear(torch.nn.Module):
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "none")
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
+    def add(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``self(x) + residual`` with the sum done in the product's epilogue (no activation)."""
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.packed, self.bias, "add")
+
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, activation={self.activation}"
 

@@ -1,0 +1,163 @@
+"""fp32 CPU inference of BERT-family encoders on the real tokens only, without padding.
+
+Why by hand: a padded batch spends its matrix work on padding too (11-14 % of the tokens of koe5's
+64-passage speed benchmark even with length-sorted batches), and transformers hands attention a
+(batch, 1, n, n) mask that makes PyTorch's CPU attention kernel slower still. transformers has no
+unpadded CPU path (its variable-length attention is flash-attn, CUDA only), and sentence-transformers
+always pads. So for the architectures E5 models use (``BertModel``, ``XLMRobertaModel``; absolute
+positions, post-LayerNorm, exact GELU), pooled by mean or CLS, koe5 runs the encoder itself:
+
+* the tokens of all inputs in one ``(tokens, hidden)`` matrix: every linear layer (through oneDNN,
+  see :mod:`koe5.onednn`; Q, K and V fused into one product, 1/√d folded into Q's weights, residual
+  sums fused into the products before each LayerNorm) and every LayerNorm sees real tokens only;
+* attention with no mask, one call of ``scaled_dot_product_attention`` per run of inputs of the same
+  length (batches come sorted by length, so equal lengths are neighbours) on strided views of the
+  fused Q/K/V output, no copies.
+
+Measured on koe5's 2-core Zen 5 (``benchmarks/cpu_speed.py``): long passages 1.15×, queries 1.13×
+the padded path; vectors equal to it within 1e-6. Anything else (other architectures, pooling modes,
+``include_prompt=False``, half precision) keeps the padded path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from koe5.onednn import PackedLinear
+
+_POOLING = ("mean", "cls")
+
+
+def _pooling_mode(pooling) -> str | None:
+    mode = getattr(pooling, "pooling_mode", None)
+    if mode is None:  # sentence-transformers < 5.2 keeps one flag per mode
+        flags = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token"}
+        on = [name for name, flag in flags.items() if getattr(pooling, flag, False)]
+        others = [k for k, v in vars(pooling).items() if k.startswith("pooling_mode_") and v]
+        mode = on[0] if len(on) == 1 and len(others) == 1 else None
+    return mode if mode in _POOLING else None
+
+
+def _layer_norm(x: torch.Tensor, ln: torch.nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+
+
+class UnpaddedEncoder:
+    """Embeddings of ``(input_ids, attention_mask)`` batches, computed on the unpadded tokens.
+
+    Build with :meth:`build`, which returns ``None`` for a model this path does not cover. Shares every
+    tensor with the model except the packed linear weights; the model itself is not changed.
+    """
+
+    def __init__(self, bert, pooling: str) -> None:
+        config = bert.config
+        self.hidden = config.hidden_size
+        self.heads = config.num_attention_heads
+        self.head_dim = self.hidden // self.heads
+        self.pooling = pooling
+        emb = bert.embeddings
+        self.word = emb.word_embeddings.weight
+        self.positions = emb.position_embeddings.weight
+        self.token_type = emb.token_type_embeddings.weight[0]
+        self.embedding_norm = emb.LayerNorm
+        # XLM-R numbers positions after the padding index (its ids start at padding_idx + 1)
+        self.first_position = config.pad_token_id + 1 if config.model_type == "xlm-roberta" else 0
+        scale = self.head_dim**-0.5
+        self.layers = []
+        for layer in bert.encoder.layer:
+            att = layer.attention.self
+            qkv = torch.nn.Linear(self.hidden, 3 * self.hidden)
+            with torch.no_grad():
+                qkv.weight.copy_(torch.cat([att.query.weight * scale, att.key.weight, att.value.weight]))
+                qkv.bias.copy_(torch.cat([att.query.bias * scale, att.key.bias, att.value.bias]))
+            self.layers.append(
+                (
+                    PackedLinear(qkv),
+                    PackedLinear(layer.attention.output.dense),
+                    layer.attention.output.LayerNorm,
+                    PackedLinear(layer.intermediate.dense, "gelu"),
+                    PackedLinear(layer.output.dense),
+                    layer.output.LayerNorm,
+                )
+            )
+
+    @classmethod
+    def build(cls, model) -> UnpaddedEncoder | None:
+        """For a sentence-transformers model of Transformer → Pooling (mean/CLS) [→ Normalize] over a
+        fp32 BERT or XLM-R encoder; ``None`` otherwise."""
+        modules = list(model)
+        if not 2 <= len(modules) <= 3 or type(modules[0]).__name__ != "Transformer":
+            return None
+        if type(modules[1]).__name__ != "Pooling" or not getattr(modules[1], "include_prompt", True):
+            return None
+        if len(modules) == 3 and type(modules[2]).__name__ != "Normalize":
+            return None
+        pooling = _pooling_mode(modules[1])
+        bert = getattr(modules[0], "auto_model", None)
+        config = getattr(bert, "config", None)
+        if pooling is None or config is None:
+            return None
+        if (
+            config.model_type not in ("bert", "xlm-roberta")
+            or getattr(config, "position_embedding_type", None) not in (None, "absolute")
+            or getattr(config, "is_decoder", False)
+            or config.hidden_act != "gelu"
+            or config.hidden_size % config.num_attention_heads
+            or any(p.dtype != torch.float32 or p.device.type != "cpu" for p in bert.parameters())
+        ):
+            return None
+        return cls(bert, pooling)
+
+    @staticmethod
+    def runs(lengths: np.ndarray) -> list[tuple[int, int, int]]:
+        """``(first token, inputs, length)`` for each run of neighbouring inputs of equal length.
+
+        >>> UnpaddedEncoder.runs(np.array([5, 5, 3, 5]))
+        [(0, 2, 5), (10, 1, 3), (13, 1, 5)]
+        """
+        runs, token, i = [], 0, 0
+        while i < len(lengths):
+            j = i
+            while j < len(lengths) and lengths[j] == lengths[i]:
+                j += 1
+            runs.append((token, j - i, int(lengths[i])))
+            token += (j - i) * int(lengths[i])
+            i = j
+        return runs
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
+        """Unit-length embeddings ``(n, hidden)`` of a batch of int64 arrays ``(n, width)``."""
+        keep = attention_mask.astype(bool)
+        lengths = keep.sum(1)
+        if (lengths == 0).any():
+            raise ValueError("an input has no tokens (all-zero attention mask)")
+        runs = self.runs(lengths)
+        h, heads, d = self.hidden, self.heads, self.head_dim
+        with torch.inference_mode():
+            # row-major boolean indexing: the tokens of input 0, then input 1, ...
+            tokens = torch.from_numpy(input_ids[keep])
+            positions = np.concatenate([np.arange(n) for n in lengths]) + self.first_position
+            positions = torch.from_numpy(positions)
+            x = self.word[tokens] + self.token_type + self.positions[positions]
+            x = _layer_norm(x, self.embedding_norm)
+            for qkv, out, norm1, up, down, norm2 in self.layers:
+                fused = qkv(x)
+                context = torch.empty_like(x)
+                for start, count, length in runs:
+                    span = slice(start, start + count * length)
+                    q, k, v = fused[span].view(count, length, 3, heads, d).unbind(2)
+                    att = F.scaled_dot_product_attention(
+                        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=1.0
+                    )
+                    context[span].view(count, length, heads, d).copy_(att.transpose(1, 2))
+                x = _layer_norm(out.add(context, x), norm1)  # residual sums done by oneDNN
+                x = _layer_norm(down.add(up(x), x), norm2)
+            pooled = torch.empty(len(lengths), h)
+            row = 0
+            for start, count, length in runs:
+                seqs = x[start : start + count * length].view(count, length, h)
+                pooled[row : row + count] = seqs.mean(1) if self.pooling == "mean" else seqs[:, 0]
+                row += count
+            return F.normalize(pooled, dim=-1)
