@@ -50,6 +50,9 @@ def _reset_peak() -> bool:
 
 
 def _setup(batch: int, max_length: int):
+    import koe5
+
+    koe5.mkl.enable()  # done by the import already: koe5 before torch, so MKL's shim loads first
     import torch
     from sentence_transformers import SentenceTransformer
 
