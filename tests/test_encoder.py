@@ -55,6 +55,39 @@ def test_truncation_is_counted(tiny, caplog):
     assert tiny.last_truncated == 0
 
 
+def test_long_texts_are_tokenised_from_their_head_with_the_same_result(tiny, sample_texts, monkeypatch):
+    from koe5.encoder import CLIP_CHARS_PER_TOKEN
+
+    assert tiny.clip_long_texts  # the XLM-R tokenizer splits words at spaces
+    limit = CLIP_CHARS_PER_TOKEN * tiny.max_length
+    document = " ".join(sample_texts * 40)  # Korean: far more than 512 tokens in the first 4,096 chars
+    assert len(document) > 2 * limit
+    long_words = " ".join(["x" * 300] * 40)  # a head of few tokens: tokenised whole
+    no_spaces = "서" * (limit + 100)  # nowhere to cut: tokenised whole
+    texts = [document, "짧은 문장", long_words, no_spaces, document[: limit - 10]]
+    seen = []
+    tokenize = tiny.tokenize
+    monkeypatch.setattr(tiny, "tokenize", lambda b: seen.append([len(t) for t in b]) or tokenize(b))
+    clipped = tiny.tokenize_for_model(texts)
+    heads = seen[0]  # the first pass reads heads of the long texts with spaces, the rest whole
+    assert heads[0] <= limit and heads[2] <= limit
+    assert heads[1:] == [len(texts[1]), heads[2], len(no_spaces), len(texts[4])]
+    assert seen[1] == [len(long_words)]  # the head of long words had too few tokens: read again whole
+    whole = tokenize(texts)
+    assert len(clipped[0]) < len(whole[0])
+    assert [tiny._truncate(x) for x in clipped] == [tiny._truncate(x) for x in whole]
+    assert [len(x) > tiny.max_length for x in clipped] == [len(x) > tiny.max_length for x in whole]
+
+    monkeypatch.undo()
+    out = tiny.encode_passages(texts)
+    assert tiny.last_truncated == sum(len(x) > tiny.max_length for x in whole)
+    tiny.clip_long_texts = False
+    try:
+        np.testing.assert_array_equal(tiny.encode_passages(texts), out)
+    finally:
+        tiny.clip_long_texts = True
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [

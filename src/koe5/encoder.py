@@ -42,6 +42,10 @@ _PLURAL = {"query": "queries", "passage": "passages", None: "texts"}
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: Texts per tokenising step when tokenising overlaps a GPU's work (see ``Encoder._tokenized_chunks``).
 PIPELINE_CHUNK = 4096
+#: A text longer than this many characters per token of ``max_length`` is tokenised from a prefix
+#: (see :meth:`Encoder.tokenize_for_model`). Korean runs at ~2 characters a token and English at
+#: ~4-5, so 6 leaves English heads long enough; benchmarks/tokenize_long.py measures the choice.
+CLIP_CHARS_PER_TOKEN = 6
 
 
 def check_texts(texts: str | Iterable[str]) -> list[str]:
@@ -67,7 +71,8 @@ class Encoder:
     """A model plus what koe5 knows about it (prefixes, limits) and how it runs (backend per kind).
 
     Use :func:`koe5.load` to make one. ``last_truncated`` counts the inputs of the latest call
-    that were longer than ``max_length`` tokens and were cut.
+    that were longer than ``max_length`` tokens and were cut. ``clip_long_texts`` (on where the
+    tokenizer splits words at spaces): tokenise only a long text's head, see :meth:`tokenize_for_model`.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Encoder:
         self.last_truncated = 0
         self._lead, self._tail = self._special_layout()
         self._pad_id = self.tokenizer.pad_token_id or 0
+        self.clip_long_texts = self._splits_at_spaces()
 
     @property
     def model(self):
@@ -143,6 +149,46 @@ class Encoder:
                 return lead, len(full) - lead - len(content)
         return 0, 0
 
+    def _splits_at_spaces(self) -> bool:
+        """Whether the tokenizer cuts text into words at spaces before it splits words into pieces
+        (BERT, SentencePiece's Metaspace, byte-level BPE): then a text cut at a space tokenises to
+        the same pieces as the whole text, up to the cut."""
+        pre = getattr(getattr(self.tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+        if pre is None:
+            return False
+        try:
+            words = pre.pre_tokenize_str("가나 다라 ab cd")
+        except Exception:  # a custom pre-tokenizer that cannot run alone: keep whole texts
+            return False
+        return [w.strip("▁Ġ ") for w, _ in words] == ["가나", "다라", "ab", "cd"]
+
+    def tokenize_for_model(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids as :meth:`tokenize` gives them, except that a text's ids may stop early once they
+        are longer than ``max_length``: what the model sees after :meth:`_truncate` is the same.
+
+        Why: only the first ``max_length`` tokens reach the model, but the tokenizer reads the whole
+        text; for long documents that is most of the work where the model is fast (a GPU). A text
+        longer than ``CLIP_CHARS_PER_TOKEN × max_length`` characters is tokenised up to its last space
+        before that point; a tokenizer that splits words at spaces gives the head the same tokens as
+        the whole text, so if the head alone has more than ``max_length`` tokens, the truncated input
+        is exact. Heads with fewer (very long words, text without spaces) are tokenised whole.
+        """
+        limit = CLIP_CHARS_PER_TOKEN * self.max_length
+        if not self.clip_long_texts or all(len(t) <= limit for t in texts):
+            return self.tokenize(texts)
+        heads = list(texts)
+        clipped = []
+        for i, text in enumerate(texts):
+            cut = text.rfind(" ", limit // 2, limit) if len(text) > limit else -1
+            if cut > 0:
+                heads[i] = text[:cut]
+                clipped.append(i)
+        ids = self.tokenize(heads)
+        short = [i for i in clipped if len(ids[i]) <= self.max_length]
+        for i, whole in zip(short, self.tokenize([texts[i] for i in short]), strict=True):
+            ids[i] = whole
+        return ids
+
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids with special tokens, not truncated."""
         if not texts:
@@ -189,17 +235,17 @@ class Encoder:
         releases the GIL.
         """
         if not pipelined or len(texts) <= PIPELINE_CHUNK:
-            yield 0, self.tokenize(texts)
+            yield 0, self.tokenize_for_model(texts)
             return
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1, thread_name_prefix="koe5-tokenize") as pool:
-            pending = pool.submit(self.tokenize, texts[:PIPELINE_CHUNK])
+            pending = pool.submit(self.tokenize_for_model, texts[:PIPELINE_CHUNK])
             for offset in range(0, len(texts), PIPELINE_CHUNK):
                 ids = pending.result()
                 after = offset + PIPELINE_CHUNK
                 if after < len(texts):  # the next chunk tokenises while this one is encoded
-                    pending = pool.submit(self.tokenize, texts[after : after + PIPELINE_CHUNK])
+                    pending = pool.submit(self.tokenize_for_model, texts[after : after + PIPELINE_CHUNK])
                 yield offset, ids
 
     def encode(
