@@ -143,7 +143,7 @@ def main() -> None:
     }
     encoders["auto"] = koe5.load(str(folder), backend="auto", device="cpu")
     padded = encoders["torch, padded"] = koe5.load(str(folder), backend="torch", device="cpu")
-    for runner in padded.runners.values():  # koe5's packed linears on transformers' padded forward
+    for runner in {id(r): r for r in padded.runners.values()}.values():  # packed linears, padded forward
         runner.unpadded, runner.forward_model = None, onednn.packed_copy(runner.model)
     encoders["torch bf16"] = koe5.load(str(folder), backend="torch", device="cpu", precision="bf16")
     os.environ[onednn.ENV] = "0"  # the same torch path on PyTorch's own (MKL) kernels, for comparison

@@ -64,14 +64,15 @@ def test_long_texts_are_tokenised_from_their_head_with_the_same_result(tiny, sam
     assert len(document) > 2 * limit
     long_words = " ".join(["x" * 300] * 40)  # a head of few tokens: tokenised whole
     no_spaces = "서" * (limit + 100)  # nowhere to cut: tokenised whole
-    texts = [document, "짧은 문장", long_words, no_spaces, document[: limit - 10]]
+    spaced = "\n ".join(sample_texts * 40)  # cut points next to other whitespace
+    texts = [document, "짧은 문장", long_words, no_spaces, document[: limit - 10], spaced]
     seen = []
     tokenize = tiny.tokenize
     monkeypatch.setattr(tiny, "tokenize", lambda b: seen.append([len(t) for t in b]) or tokenize(b))
     clipped = tiny.tokenize_for_model(texts)
     heads = seen[0]  # the first pass reads heads of the long texts with spaces, the rest whole
     assert heads[0] <= limit and heads[2] <= limit
-    assert heads[1:] == [len(texts[1]), heads[2], len(no_spaces), len(texts[4])]
+    assert heads[1:5] == [len(texts[1]), heads[2], len(no_spaces), len(texts[4])] and heads[5] <= limit
     assert seen[1] == [len(long_words)]  # the head of long words had too few tokens: read again whole
     whole = tokenize(texts)
     assert len(clipped[0]) < len(whole[0])

@@ -20,6 +20,42 @@ def test_cpu_detection_from_cpuinfo():
     assert not mkl.cpu_wants_shim("")
 
 
+@pytest.fixture()
+def fresh_status(monkeypatch):
+    """:func:`mkl.enable` as on a first call, on a machine that wants the shim, torch not loaded."""
+    monkeypatch.setattr(mkl, "status", None)
+    monkeypatch.setattr(mkl, "cpu_wants_shim", lambda: True)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv(mkl.ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # restored after the test
+
+
+def test_status_without_a_built_shim_or_with_a_broken_one(fresh_status, monkeypatch, tmp_path):
+    monkeypatch.setattr(mkl, "shim_path", lambda: None)
+    assert mkl.enable() == "not built"
+    broken = tmp_path / "_mkl_cpu.so"
+    broken.write_text("not a library")
+    monkeypatch.setattr(mkl, "status", None)
+    monkeypatch.setattr(mkl, "shim_path", lambda: broken)
+    assert mkl.enable() == "not built"  # import koe5 must never fail over it
+    assert mkl.enable() == "not built"  # decided once per process
+
+
+def test_status_when_preloaded_or_turned_off(fresh_status, monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "/lib/x.so /opt/koe5/_mkl_cpu.cpython-311-x86_64-linux-gnu.so")
+    monkeypatch.setenv(mkl.ENV, "0")
+    assert mkl.enable() == "active"  # the dynamic linker loaded it: off is no longer possible
+    monkeypatch.setattr(mkl, "status", None)
+    monkeypatch.delenv("LD_PRELOAD")
+    assert mkl.enable() == "off"
+
+
+def test_import_koe5_does_not_import_torch():
+    """The shim must load before PyTorch, and ``import koe5`` loads it: nothing imported on the way
+    may import torch (on any machine, not only where the shim applies)."""
+    assert _in_fresh_python("import sys, koe5; print('torch' in sys.modules)") == "False"
+
+
 def _in_fresh_python(code: str, **env: str) -> str:
     full = {**os.environ, **env}
     full.pop("LD_PRELOAD", None)

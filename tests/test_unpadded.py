@@ -20,9 +20,10 @@ def st(tiny_model_dir):
 
 
 def _texts(sample_texts):
-    # unsorted lengths, neighbours of equal length (the two copies), a one-word input
+    # unsorted lengths, a one-word input, and neighbours of equal length that differ: were a run of
+    # equal lengths attended as one sequence, or its inputs swapped, their vectors would change
     texts = ["passage: " + t for t in sample_texts[:5]]
-    return [texts[0], texts[0], "query: 서울", *texts[1:], "query: 한국의 수도는?"]
+    return [texts[0], "query: 서울", "query: 한국", "query: 수도", *texts[1:], "query: 한국의 수도는?"]
 
 
 def _compare(st, texts):
@@ -32,8 +33,10 @@ def _compare(st, texts):
     want = torch.nn.functional.normalize(want, dim=-1)
     unpadded = UnpaddedEncoder.build(st)
     assert unpadded is not None
+    lengths = features["attention_mask"].sum(1).numpy()
+    assert max(count for _, count, _ in UnpaddedEncoder.runs(lengths)) >= 2  # a run of different texts
     got = unpadded(features["input_ids"].numpy(), features["attention_mask"].numpy())
-    torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-4)
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
 
 
 def test_same_vectors_as_the_padded_model(st, sample_texts):
@@ -68,8 +71,9 @@ def test_xlm_roberta_positions(tmp_path, st, sample_texts):
     XLMRobertaModel(config).eval().save_pretrained(tmp_path)
     st.tokenizer.save_pretrained(tmp_path)
     xlmr = SentenceTransformer(modules=[Transformer(str(tmp_path)), Pooling(64, "mean")], device="cpu")
-    assert UnpaddedEncoder.build(xlmr).first_position == config.pad_token_id + 1
-    _compare(xlmr, _texts(sample_texts))
+    assert UnpaddedEncoder.build(xlmr).padding_idx == config.pad_token_id
+    # a literal "<pad>" inside a text is the padding id: transformers does not count it as a position
+    _compare(xlmr, [*_texts(sample_texts), "query: 서울 <pad> 한국"])
 
 
 def test_models_it_does_not_cover_keep_the_padded_path(st):
@@ -77,6 +81,13 @@ def test_models_it_does_not_cover_keep_the_padded_path(st):
     from sentence_transformers.models import Pooling
 
     assert UnpaddedEncoder.build(SentenceTransformer(modules=[st[0], Pooling(384, "max")])) is None
+    layer = st[0].auto_model.encoder.layer[0].attention.self
+    plain = layer.query
+    layer.query = torch.nn.Sequential(plain)  # e.g. an adapter around the layer: not plain Linear
+    try:
+        assert UnpaddedEncoder.build(st) is None
+    finally:
+        layer.query = plain
     config = st[0].auto_model.config
     for attribute, value in (("hidden_act", "gelu_new"), ("position_embedding_type", "relative_key")):
         missing = not hasattr(config, attribute)  # transformers 5 has no position_embedding_type

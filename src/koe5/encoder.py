@@ -150,9 +150,10 @@ class Encoder:
         return 0, 0
 
     def _splits_at_spaces(self) -> bool:
-        """Whether the tokenizer cuts text into words at spaces before it splits words into pieces
-        (BERT, SentencePiece's Metaspace, byte-level BPE): then a text cut at a space tokenises to
-        the same pieces as the whole text, up to the cut."""
+        """Whether the tokenizer cuts text into words at spaces before it splits words into pieces, as
+        BERT's and SentencePiece's Metaspace pre-tokenizers do: then a text cut at a space tokenises to
+        the same pieces as the whole text, up to the cut. (Byte-level BPE rewrites Korean into byte
+        symbols, so this check fails for it and its texts are tokenised whole: safe, not faster.)"""
         pre = getattr(getattr(self.tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
         if pre is None:
             return False
@@ -169,9 +170,11 @@ class Encoder:
         Why: only the first ``max_length`` tokens reach the model, but the tokenizer reads the whole
         text; for long documents that is most of the work where the model is fast (a GPU). A text
         longer than ``CLIP_CHARS_PER_TOKEN × max_length`` characters is tokenised up to its last space
-        before that point; a tokenizer that splits words at spaces gives the head the same tokens as
-        the whole text, so if the head alone has more than ``max_length`` tokens, the truncated input
-        is exact. Heads with fewer (very long words, text without spaces) are tokenised whole.
+        before that point, trailing whitespace removed, so the head ends with a whole word; a tokenizer
+        that splits words at spaces gives the head the same tokens as the whole text. The head is kept
+        only if it has more than ``max_length`` tokens (strictly: then its last content token, the one
+        a cut could still touch, falls outside the truncated input); heads with fewer (very long words)
+        and texts without a space to cut at are tokenised whole.
         """
         limit = CLIP_CHARS_PER_TOKEN * self.max_length
         if not self.clip_long_texts or all(len(t) <= limit for t in texts):
@@ -181,7 +184,7 @@ class Encoder:
         for i, text in enumerate(texts):
             cut = text.rfind(" ", limit // 2, limit) if len(text) > limit else -1
             if cut > 0:
-                heads[i] = text[:cut]
+                heads[i] = text[:cut].rstrip()
                 clipped.append(i)
         ids = self.tokenize(heads)
         short = [i for i in clipped if len(ids[i]) <= self.max_length]

@@ -72,7 +72,9 @@ def cpu_wants_shim(cpuinfo: str | None = None) -> bool:
 
 
 def _preloaded() -> bool:
-    return any(Path(p).name.startswith("_mkl_cpu") for p in os.environ.get("LD_PRELOAD", "").split(":") if p)
+    """The shim is in ``LD_PRELOAD`` (which the dynamic linker splits at colons and spaces)."""
+    entries = os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
+    return any(Path(p).name.startswith("_mkl_cpu") for p in entries)
 
 
 def enable() -> str:
@@ -83,12 +85,12 @@ def enable() -> str:
     global status
     if status is not None:
         return status
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if _preloaded():  # loaded by the dynamic linker, whatever the settings say
+        status = "active"
+    elif os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         status = "off"
     elif not cpu_wants_shim():
         status = "not needed"
-    elif _preloaded():
-        status = "active"
     elif (path := shim_path()) is None:
         status = "not built"
     elif "torch" in sys.modules:

@@ -32,6 +32,7 @@ def available() -> bool:
     return (
         torch.backends.mkldnn.is_available()
         and hasattr(ops, "_linear_pointwise")
+        and hasattr(ops._linear_pointwise, "binary")  # the fused residual sum (PackedLinear.add)
         and hasattr(ops, "_reorder_linear_weight")
     )
 
