@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -122,3 +123,26 @@ def test_quality_gate_on_the_bundled_subset(default_model_dir):
         passing = [e[f"{kind}_tokens_per_s"] for e in report["backends"].values() if e["passes_gate"]]
         assert speed == max(passing)
     assert json.loads((onnx_dir(default_model_dir) / CHOICE_FILE).read_text())["auto"] == report["auto"]
+
+
+@pytest.mark.parametrize(
+    ("config", "want"),
+    [
+        ({"pooling_mode": "cls"}, "cls"),
+        ({}, "mean"),
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}, "mean"),
+        ({"pooling_mode_cls_token": True}, "cls"),
+        ({"pooling_mode_mean_sqrt_len_tokens": True}, "mean_sqrt_len_tokens"),  # not plain mean
+        ({"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True}, "max_tokens+mean_tokens"),
+    ],
+)
+def test_pooling_mode_of_a_folder(tmp_path, config, want):
+    from koe5.backends import pooling_mode
+
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    if want in ("mean", "cls"):
+        assert pooling_mode(tmp_path) == want
+    else:  # the onnx backends pool by mean or CLS only: anything else is refused, by name
+        with pytest.raises(ModelError, match=re.escape(f"pooling {want!r} is not supported")):
+            pooling_mode(tmp_path)

@@ -220,9 +220,10 @@ def pooling_mode(folder: Path) -> str:
     cfg = json.loads(path.read_text(encoding="utf-8"))
     mode = cfg.get("pooling_mode")
     if mode is None:  # sentence-transformers < 6 writes one flag per mode
-        mode = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
-        if cfg.get("pooling_mode_lasttoken") or cfg.get("pooling_mode_max_tokens"):
-            mode = "other"
+        on = "+".join(
+            sorted(k[len("pooling_mode_") :] for k, v in cfg.items() if k.startswith("pooling_mode_") and v)
+        )
+        mode = {"": "mean", "mean_tokens": "mean", "cls_token": "cls"}.get(on, on)
     if mode not in ("mean", "cls"):
         raise ModelError(
             f"{path}: pooling {mode!r} is not supported by the onnx backends; use backend='torch'"
