@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import koe5
@@ -85,6 +86,56 @@ def test_auto_reads_the_recorded_choice(exported, tiny, sample_texts):
         )
     finally:
         path.unlink()
+
+
+def test_auto_may_choose_torch_in_bf16_for_a_kind(exported, tiny, sample_texts):
+    from koe5.embcache import model_fingerprint
+
+    path = onnx_dir(exported) / CHOICE_FILE
+    try:
+        path.write_text(json.dumps({"auto": {"query": "torch", "passage": "torch-bf16"}}))
+        mixed = koe5.load(str(exported), backend="auto")
+        assert mixed.backend == "passage=torch-bf16,query=torch"
+        query, passage = mixed.runners["query"], mixed.runners["passage"]
+        assert (query.precision_name, passage.precision_name) == ("fp32", "bf16")
+        assert passage.model is not mixed.model  # a bf16 copy: the encoder's model stays fp32
+        assert next(mixed.model.parameters()).dtype == torch.float32
+        np.testing.assert_allclose(
+            mixed.encode_queries(sample_texts), tiny.encode_queries(sample_texts), atol=1e-5
+        )
+        cos = (mixed.encode_passages(sample_texts) * tiny.encode_passages(sample_texts)).sum(1)
+        assert cos.min() > 0.99 and cos.max() < 1 - 1e-7  # bf16: close, not identical
+        assert model_fingerprint(mixed) != model_fingerprint(tiny)
+
+        path.write_text(json.dumps({"auto": {"query": "onnx-int8", "passage": "torch-bf16"}}))
+        alone = koe5.load(str(exported), backend="auto")
+        assert alone.backend == "passage=torch-bf16,query=onnx-int8"
+        assert alone.runners["passage"].model is alone.model  # no fp32 runner: no copy
+    finally:
+        path.unlink()
+
+
+def test_gate_measures_torch_in_bf16_where_the_cpu_has_bf16(exported, monkeypatch):
+    from koe5 import export
+    from koe5.export import choose_backends, speed_samples
+
+    texts = speed_samples(8, 2)
+    try:
+        monkeypatch.setattr(export, "cpu_has_native_bf16", lambda: False)
+        report = choose_backends(
+            exported, tasks=("PublicHealthQA",), backends=("torch-bf16",), speed_texts=texts
+        )
+        assert set(report["backends"]) == {"torch"}  # emulated bf16 is slow: not a candidate
+        monkeypatch.setattr(export, "cpu_has_native_bf16", lambda: True)
+        report = choose_backends(
+            exported, tasks=("PublicHealthQA",), backends=("torch-bf16",), speed_texts=texts
+        )
+        assert set(report["backends"]) == {"torch", "torch-bf16"}
+        bf16, fp32 = report["backends"]["torch-bf16"], report["backends"]["torch"]
+        assert bf16["passes_gate"] == (bf16["ndcg_at_10"] >= fp32["ndcg_at_10"] - export.GATE)
+        assert set(report["auto"].values()) <= {"torch", "torch-bf16"}
+    finally:
+        (onnx_dir(exported) / CHOICE_FILE).unlink(missing_ok=True)
 
 
 def test_onnx_without_export_is_a_clear_error(tiny_model_dir):

@@ -6,7 +6,8 @@
 * ``onnx``: the same graph exported to ONNX, run by ONNX Runtime (``koe5 export --onnx``).
 * ``onnx-int8``: that graph with dynamically quantised int8 weights (``koe5 export --onnx --int8``).
 * ``auto``: per kind of input, the fastest backend that passed the quality gate when it was
-  exported (``onnx/koe5_backends.json``); torch where nothing was measured.
+  exported (``onnx/koe5_backends.json``), torch in bf16 (``torch-bf16``) among the candidates on
+  CPUs with bf16 hardware; torch where nothing was measured.
 
 Every runner takes ``input_ids`` and ``attention_mask`` as int64 numpy arrays ``(n, width)`` and
 returns float32 L2-normalised vectors ``(n, dim)``.
@@ -23,6 +24,9 @@ import numpy as np
 from koe5.errors import ModelError
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "auto")
+#: What ``auto`` may choose for a kind besides the backends: the torch backend in bf16, a candidate
+#: on CPUs with bf16 hardware (:func:`cpu_has_native_bf16`), gated like the others.
+TORCH_BF16 = "torch-bf16"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_qint8.onnx"}
 CHOICE_FILE = "koe5_backends.json"
 
@@ -229,6 +233,21 @@ def pooling_mode(folder: Path) -> str:
             f"{path}: pooling {mode!r} is not supported by the onnx backends; use backend='torch'"
         )
     return mode
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 matrix work in hardware (AVX512-BF16 or AMX); elsewhere bf16 is
+    emulated and slower than fp32."""
+    import torch
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # private, hence guarded
+        check = getattr(getattr(torch, "cpu", None), probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # pragma: no cover - a probe that fails means "not known to have it"
+            continue
+    return False
 
 
 def auto_choice(folder: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ import numpy as np
 from koe5.backends import (
     BACKENDS,
     ONNX_FILES,
+    TORCH_BF16,
     OnnxRunner,
     TorchRunner,
     auto_choice,
@@ -399,7 +401,8 @@ def load(
         kinds = auto_choice(folder)
     else:
         kinds = {"query": backend, "passage": backend}
-    st = _load_sentence_transformer(location, device) if "torch" in kinds.values() else None
+    torch_names = {name for name in kinds.values() if name in ("torch", TORCH_BF16)}
+    st = _load_sentence_transformer(location, device) if torch_names else None
     if st is not None:
         tokenizer = st.tokenizer
     else:
@@ -407,11 +410,18 @@ def load(
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     runners: dict[str, Runner] = {}
-    torch_runner = TorchRunner(st, precision) if st is not None else None
+    torch_runners: dict[str, TorchRunner] = {}
+    for name in sorted(torch_names):  # "torch" first: it keeps the loaded model in its precision
+        if name == "torch":
+            torch_runners[name] = TorchRunner(st, precision)
+        else:  # auto chose bf16 for a kind: its own bf16 copy if fp32 serves the other kind
+            model = copy.deepcopy(st) if "torch" in torch_names else st
+            torch_runners[name] = TorchRunner(model, "bf16")
+            torch_runners[name].name = TORCH_BF16
     pooling = None
     for kind, name in kinds.items():
-        if name == "torch":
-            runners[kind] = torch_runner
+        if name in torch_runners:
+            runners[kind] = torch_runners[name]
         else:
             pooling = pooling or pooling_mode(folder)
             runners[kind] = OnnxRunner(onnx_dir(folder) / ONNX_FILES[name], pooling, name)

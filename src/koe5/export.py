@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koe5.backends import CHOICE_FILE, ONNX_FILES, onnx_dir
+from koe5.backends import CHOICE_FILE, ONNX_FILES, TORCH_BF16, cpu_has_native_bf16, onnx_dir
 from koe5.cache import atomic_write_bytes, cache_dir
 from koe5.errors import ModelError
 
@@ -145,12 +145,20 @@ def _root_logging_kept():
         root.setLevel(level)
 
 
+def _load_candidate(folder: Path, candidate: str):
+    """An encoder for a candidate of ``auto``: a backend, or ``torch-bf16`` (torch in bf16)."""
+    from koe5.encoder import load
+
+    if candidate == TORCH_BF16:
+        return load(str(folder), backend="torch", device="cpu", precision="bf16")
+    return load(str(folder), backend=candidate, device="cpu")
+
+
 def _gate_ndcg(folder: Path, backend: str, tasks) -> float:
     from koe5.bench import DenseRetriever, evaluate_tasks
     from koe5.embcache import EmbeddingCache
-    from koe5.encoder import load
 
-    enc = load(str(folder), backend=backend, device="cpu")
+    enc = _load_candidate(folder, backend)
     results = evaluate_tasks(DenseRetriever(enc, cache=EmbeddingCache()), list(tasks))
     values = [
         np.mean([e["ndcg_at_10"] for split in r["scores"].values() for e in split]) for r in results.values()
@@ -159,9 +167,7 @@ def _gate_ndcg(folder: Path, backend: str, tasks) -> float:
 
 
 def _speed(folder: Path, backend: str, queries: list[str], passages: list[str]) -> dict[str, float]:
-    from koe5.encoder import load
-
-    enc = load(str(folder), backend=backend, device="cpu")
+    enc = _load_candidate(folder, backend)
     out = {}
     for kind, texts in (("query", queries), ("passage", passages)):
         n_tokens = sum(min(len(t), enc.max_length) for t in enc.tokenize(texts))
@@ -193,15 +199,17 @@ def choose_backends(
 ) -> dict:
     """Gate and time the exported backends against torch; write and return the choice file.
 
-    ``backends`` limits which exports are measured (default: all found); ``speed_texts`` replaces
-    the default (queries, passages) speed samples.
+    Candidates: the ONNX exports found, and on CPUs with bf16 hardware the torch backend in bf16
+    (``torch-bf16``). ``backends`` limits which candidates are measured besides torch fp32, the
+    reference (default: all); ``speed_texts`` replaces the default (queries, passages) speed samples.
     """
     say = log or (lambda msg: None)
     folder = Path(folder)
     exported = [b for b, f in ONNX_FILES.items() if (onnx_dir(folder) / f).is_file()]
     if not exported:
         raise ModelError(f"{folder} has no ONNX export: run `koe5 export --onnx` first")
-    backends = ["torch"] + [b for b in exported if backends is None or b in backends]
+    candidates = [*([TORCH_BF16] if cpu_has_native_bf16() else []), *exported]
+    backends = ["torch"] + [b for b in candidates if backends is None or b in backends]
     queries, passages = speed_texts or speed_samples()
     report: dict = {"gate": GATE, "gate_tasks": list(tasks), "backends": {}}
     for backend in backends:
