@@ -439,6 +439,7 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
             "version": __version__,
             "backend": encoder.backend,
             "dim": int(encoder.dim),
+            "mkl_shim": _mkl_status(),
         }
         return _json(body)
 
@@ -462,6 +463,12 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
         app.add_middleware(BearerAuth, key=settings.api_key, metrics=metrics)
     app.add_middleware(Timing, metrics=metrics, routes=ROUTES)
     return app
+
+
+def _mkl_status() -> str | None:
+    from koe5 import mkl
+
+    return mkl.status
 
 
 def _dtype(encoder) -> str:

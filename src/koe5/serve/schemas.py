@@ -167,6 +167,11 @@ class Info(BaseModel):
     version: str = Field(description="koe5's version.")
     backend: str = Field(description="koe5 extension: the backend per kind of input.")
     dim: int = Field(description="koe5 extension: the vectors' dimension.")
+    mkl_shim: str | None = Field(
+        None,
+        description="koe5 extension: whether MKL runs its AVX-512 path on an AMD CPU in this process "
+        "(active, off, not needed, not built, too late; see koe5.mkl).",
+    )
 
 
 class Health(BaseModel):
