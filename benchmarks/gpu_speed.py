@@ -126,8 +126,10 @@ def measure(folder: Path, inputs: dict, encode_as: dict, repeats: int, device: s
     st32 = SentenceTransformer(str(folder), device=device).eval()
     st16 = SentenceTransformer(str(folder), device=device).eval().half()
     first = encoders["fp32"]
-    whole = koe5.load(str(folder), device=device, precision="auto")
-    whole.clip_long_texts = False  # tokenise long texts whole, as before koe5 clipped them
+    whole = None  # only with documents: resident weights count in every row's peak memory
+    if "document" in inputs:
+        whole = koe5.load(str(folder), device=device, precision="auto")
+        whole.clip_long_texts = False  # tokenise long texts whole, as before koe5 clipped them
     prefixed = {k: [f"{encode_as[k]}: " + t for t in texts] for k, texts in inputs.items()}
     tokens = {k: [min(len(x), first.max_length) for x in first.tokenize(v)] for k, v in prefixed.items()}
 
