@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -216,18 +217,23 @@ class OnnxRunner:
         return (emb / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
+def pooling_name(config: Mapping) -> str:
+    """The pooling of a sentence-transformers Pooling config (its ``config.json``, or a Pooling
+    module's attributes): ``mean``, ``cls``, or the name of any other mode or mix of modes."""
+    mode = config.get("pooling_mode")
+    if mode is None:  # sentence-transformers < 6 keeps one flag per mode
+        flag = "pooling_mode_"
+        on = "+".join(sorted(k[len(flag) :] for k, v in config.items() if k.startswith(flag) and v))
+        mode = {"": "mean", "mean_tokens": "mean", "cls_token": "cls"}.get(on, on)
+    return mode
+
+
 def pooling_mode(folder: Path) -> str:
     """The folder's sentence-transformers pooling (``mean`` or ``cls``; others are refused)."""
     path = folder / "1_Pooling" / "config.json"
     if not path.is_file():
         return "mean"
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    mode = cfg.get("pooling_mode")
-    if mode is None:  # sentence-transformers < 6 writes one flag per mode
-        on = "+".join(
-            sorted(k[len("pooling_mode_") :] for k, v in cfg.items() if k.startswith("pooling_mode_") and v)
-        )
-        mode = {"": "mean", "mean_tokens": "mean", "cls_token": "cls"}.get(on, on)
+    mode = pooling_name(json.loads(path.read_text(encoding="utf-8")))
     if mode not in ("mean", "cls"):
         raise ModelError(
             f"{path}: pooling {mode!r} is not supported by the onnx backends; use backend='torch'"

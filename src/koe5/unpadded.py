@@ -26,18 +26,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from koe5.backends import pooling_name
 from koe5.onednn import PackedLinear
 
 _POOLING = ("mean", "cls")
 
 
 def _pooling_mode(pooling) -> str | None:
-    mode = getattr(pooling, "pooling_mode", None)
-    if mode is None:  # sentence-transformers < 5.2 keeps one flag per mode
-        flags = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token"}
-        on = [name for name, flag in flags.items() if getattr(pooling, flag, False)]
-        others = [k for k, v in vars(pooling).items() if k.startswith("pooling_mode_") and v]
-        mode = on[0] if len(on) == 1 and len(others) == 1 else None
+    # a Pooling module keeps its config as attributes: ``pooling_mode``, or one flag per mode before 5.2
+    mode = pooling_name({**vars(pooling), "pooling_mode": getattr(pooling, "pooling_mode", None)})
     return mode if mode in _POOLING else None
 
 

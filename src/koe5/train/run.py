@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 # On CPUs with bf16 hardware, bf16 autocast trains the default model faster than fp32 (measured on an
-# AMD Zen 5: 14 vs 22 s a step before koe5's MKL shim; ~1.3x with it, benchmarks/mkl_shim.py).
+# AMD Zen 5 by benchmarks/finetune_korean.py: 14 vs 22 s a step before koe5's MKL shim; with the shim,
+# which speeds fp32 up 1.7x, a one-off forward + backward check still had bf16 ~1.3x ahead).
 from koe5.backends import cpu_has_native_bf16
 from koe5.cache import atomic_dir, atomic_write_bytes
 from koe5.errors import InputError
