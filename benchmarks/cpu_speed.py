@@ -6,9 +6,10 @@ tokens) and long passages (AutoRAG pages, ~300-512 tokens) it measures tokens/s 
 * plain ``SentenceTransformer.encode`` at batch 32 (the baseline), in a child process that never
   imports koe5, as a sentence-transformers user runs it (on AMD CPUs: MKL on its AVX2 path), and the
   same in this process, where ``import koe5`` has moved MKL to AVX-512 (:mod:`koe5.mkl`),
-* koe5 ``torch`` (token-budget batches, unpadded), ``onnx``, ``onnx-int8`` and ``auto``; ``torch``
-  on transformers' padded forward with koe5's packed linears, the same with PyTorch's own (MKL)
-  linears, and ``torch`` in bf16 (``precision="bf16"``),
+* koe5 ``torch`` (token-budget batches, unpadded, koe5's attention kernel), ``onnx``, ``onnx-int8`` and
+  ``auto``; ``torch`` unpadded with PyTorch's attention instead of koe5's kernel, on transformers'
+  padded forward with koe5's packed linears, the same with PyTorch's own (MKL) linears, and ``torch``
+  in bf16 (``precision="bf16"``),
 
 and the fp32 roofline: the machine's measured GEMM rate (the faster of MKL and oneDNN as PyTorch
 ships them, same threads, measured between the rows) divided by the
@@ -128,7 +129,7 @@ def main() -> None:
     koe5.mkl.enable()  # done by the import already: koe5 comes before torch so its MKL shim loads first
     import torch
 
-    from koe5 import onednn
+    from koe5 import attention, onednn
     from koe5.backends import ONNX_FILES, onnx_dir
     from koe5.export import export_onnx, speed_samples
     from koe5.registry import ensure_default_model
@@ -142,6 +143,10 @@ def main() -> None:
         name: koe5.load(str(folder), backend=name, device="cpu") for name in ("torch", "onnx", "onnx-int8")
     }
     encoders["auto"] = koe5.load(str(folder), backend="auto", device="cpu")
+    sdpa = encoders["torch, PyTorch attention"] = koe5.load(str(folder), backend="torch", device="cpu")
+    for runner in {id(r): r for r in sdpa.runners.values()}.values():
+        if runner.unpadded is not None:
+            runner.unpadded.attention_kernel = False
     padded = encoders["torch, padded"] = koe5.load(str(folder), backend="torch", device="cpu")
     for runner in {id(r): r for r in padded.runners.values()}.values():  # packed linears, padded forward
         runner.unpadded, runner.forward_model = None, onednn.packed_copy(runner.model)
@@ -192,6 +197,7 @@ def main() -> None:
     report = {
         "threads": torch.get_num_threads(),
         "mkl_shim": koe5.mkl.status,
+        "attention_kernel": attention.status,
         "gemm_gflops": round(rate / 1e9, 1),
         "gemm_gflops_by_library": {k: round(v, 1) for k, v in libs.items()},
         "rows": [],
@@ -224,18 +230,18 @@ def main() -> None:
     by_lib = ", ".join(f"{k} {v}" for k, v in report["gemm_gflops_by_library"].items())
     print(
         f"torch threads {report['threads']}, GEMM {report['gemm_gflops']} GFLOP/s ({by_lib}), "
-        f"koe5's MKL shim {report['mkl_shim']}"
+        f"koe5's MKL shim {report['mkl_shim']}, attention kernel {report['attention_kernel']}"
     )
     for kind in inputs:
         print(
             f"\n{kind}: {len(inputs[kind])} texts, mean {report[f'{kind}_mean_tokens']} tokens, "
             f"roofline {report[f'{kind}_roofline_tokens_per_s']:.0f} tok/s"
         )
-        print(f"  {'':22} {'tok/s':>8} {'sent/s':>8} {'× base':>7} {'roofline':>9}")
+        print(f"  {'':30} {'tok/s':>8} {'sent/s':>8} {'× base':>7} {'roofline':>9}")
         for r in report["rows"]:
             if r["input"] == kind:
                 print(
-                    f"  {r['runner']:22} {r['tokens_per_s']:8.0f} {r['sentences_per_s']:8.1f} "
+                    f"  {r['runner']:30} {r['tokens_per_s']:8.0f} {r['sentences_per_s']:8.1f} "
                     f"{r['vs_baseline']:7.2f} {r['share_of_roofline']:8.0%}"
                 )
 

@@ -39,25 +39,35 @@ log = logging.getLogger("koe5")
 status: str | None = None
 
 
-def shim_path() -> Path | None:
-    """The built shim library, if the install compiled it."""
+def switched_off(env: str) -> bool:
+    """Whether the environment variable ``env`` turns a koe5 speed-up off (0, false, no, off)."""
+    return os.environ.get(env, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def built_library(stem: str) -> Path | None:
+    """One of koe5's optional C libraries (``_mkl_cpu``, ``_attention_cpu``), if the install built it."""
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = here / f"_mkl_cpu{suffix}"
+        path = here / f"{stem}{suffix}"
         if path.is_file():
             return path
     return None
 
 
-def cpu_wants_shim(cpuinfo: str | None = None) -> bool:
-    """Linux on an x86-64 AMD CPU that reports AVX-512: where MKL leaves AVX-512 unused."""
+def shim_path() -> Path | None:
+    """The built shim library, if the install compiled it."""
+    return built_library("_mkl_cpu")
+
+
+def cpu_vendor_and_flags(cpuinfo: str | None = None) -> tuple[str, set[str]]:
+    """The first processor's ``vendor_id`` and ``flags`` in ``/proc/cpuinfo`` (empty off Linux x86-64)."""
     if cpuinfo is None:
         if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
-            return False
+            return "", set()
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return False
+            return "", set()
     vendor = flags = ""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -68,7 +78,13 @@ def cpu_wants_shim(cpuinfo: str | None = None) -> bool:
             flags = value
         if vendor and flags:
             break
-    return vendor == "AuthenticAMD" and "avx512f" in flags.split()
+    return vendor, set(flags.split())
+
+
+def cpu_wants_shim(cpuinfo: str | None = None) -> bool:
+    """Linux on an x86-64 AMD CPU that reports AVX-512: where MKL leaves AVX-512 unused."""
+    vendor, flags = cpu_vendor_and_flags(cpuinfo)
+    return vendor == "AuthenticAMD" and "avx512f" in flags
 
 
 def _preloaded() -> bool:
@@ -87,7 +103,7 @@ def enable() -> str:
         return status
     if _preloaded():  # loaded by the dynamic linker, whatever the settings say
         status = "active"
-    elif os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    elif switched_off(ENV):
         status = "off"
     elif not cpu_wants_shim():
         status = "not needed"

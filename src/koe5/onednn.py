@@ -16,9 +16,10 @@ weights: the caller's model (``Encoder.model``) stays a plain, savable sentence-
 from __future__ import annotations
 
 import copy
-import os
 
 import torch
+
+from koe5.mkl import switched_off
 
 #: Set ``KOE5_ONEDNN=0`` to keep PyTorch's own CPU kernels.
 ENV = "KOE5_ONEDNN"
@@ -26,7 +27,7 @@ ENV = "KOE5_ONEDNN"
 
 def available() -> bool:
     """Whether this PyTorch build can run packed oneDNN linears (and the user has not opted out)."""
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off(ENV):
         return False
     ops = torch.ops.mkldnn
     return (

@@ -10,9 +10,10 @@ positions, post-LayerNorm, exact GELU), pooled by mean or CLS, koe5 runs the enc
 * the tokens of all inputs in one ``(tokens, hidden)`` matrix: every linear layer (through oneDNN,
   see :mod:`koe5.onednn`; Q, K and V fused into one product, 1/√d folded into Q's weights, residual
   sums fused into the products before each LayerNorm) and every LayerNorm sees real tokens only;
-* attention with no mask, one call of ``scaled_dot_product_attention`` per run of inputs of the same
-  length (batches come sorted by length, so equal lengths are neighbours) on strided views of the
-  fused Q/K/V output, no copies.
+* attention with no mask over runs of inputs of the same length (batches come sorted by length, so
+  equal lengths are neighbours): koe5's AVX-512 kernel (:mod:`koe5.attention`), one call a layer,
+  reading the fused Q/K/V output and writing the context rows; elsewhere one call of PyTorch's
+  ``scaled_dot_product_attention`` per run on strided views of the fused output.
 
 Measured on koe5's 2-core Zen 5 (``benchmarks/cpu_speed.py``): 1.04-1.16× the padded path with the
 same packed linears; vectors equal to it within 2e-6. Inputs are right-padded (as koe5 pads them).
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from koe5 import attention
 from koe5.backends import pooling_name
 from koe5.onednn import PackedLinear
 
@@ -55,6 +57,8 @@ class UnpaddedEncoder:
         self.heads = config.num_attention_heads
         self.head_dim = self.hidden // self.heads
         self.pooling = pooling
+        #: koe5's attention kernel serves this head size here (:mod:`koe5.attention`)
+        self.attention_kernel = attention.available(self.head_dim)
         emb = bert.embeddings
         self.word = emb.word_embeddings.weight
         self.positions = emb.position_embeddings.weight
@@ -158,6 +162,7 @@ class UnpaddedEncoder:
         runs = self.runs(lengths)
         h, heads, d = self.hidden, self.heads, self.head_dim
         with torch.inference_mode():
+            run_table = torch.tensor(runs, dtype=torch.int64).view(-1, 3)
             # row-major boolean indexing: the tokens of input 0, then input 1, ...
             tokens = torch.from_numpy(input_ids[keep])
             if self.padding_idx is None:
@@ -171,13 +176,8 @@ class UnpaddedEncoder:
             for qkv, out, norm1, up, down, norm2 in self.layers:
                 fused = qkv(x)
                 context = torch.empty_like(x)
-                for start, count, length in runs:
-                    span = slice(start, start + count * length)
-                    q, k, v = fused[span].view(count, length, 3, heads, d).unbind(2)
-                    att = F.scaled_dot_product_attention(
-                        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=1.0
-                    )
-                    context[span].view(count, length, heads, d).copy_(att.transpose(1, 2))
+                if not (self.attention_kernel and attention.attend(fused, context, run_table, heads, d)):
+                    attention.pytorch_attention(fused, context, runs, heads, d)
                 x = _layer_norm(out.add(context, x), norm1)  # residual sums done by oneDNN
                 x = _layer_norm(down.add(up(x), x), norm2)
             pooled = x.new_empty(len(lengths), h)

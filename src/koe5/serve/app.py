@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import json
 import logging
 import time
@@ -439,7 +440,8 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
             "version": __version__,
             "backend": encoder.backend,
             "dim": int(encoder.dim),
-            "mkl_shim": _mkl_status(),
+            "mkl_shim": _native_status("mkl"),
+            "attention_kernel": _native_status("attention"),
         }
         return _json(body)
 
@@ -465,10 +467,9 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
     return app
 
 
-def _mkl_status() -> str | None:
-    from koe5 import mkl
-
-    return mkl.status
+def _native_status(module: str) -> str | None:
+    """What one of koe5's C speed-ups (``koe5.mkl``, ``koe5.attention``) found in this process."""
+    return importlib.import_module(f"koe5.{module}").status
 
 
 def _dtype(encoder) -> str:

@@ -172,6 +172,12 @@ class Info(BaseModel):
         description="koe5 extension: whether MKL runs its AVX-512 path on an AMD CPU in this process "
         "(active, off, not needed, not built, too late; see koe5.mkl).",
     )
+    attention_kernel: str | None = Field(
+        None,
+        description="koe5 extension: whether koe5's AVX-512 attention kernel runs the CPU fp32 encoder "
+        "(active, off, not needed, not built, other OpenMP; see koe5.attention); null when the served "
+        "model never asked (GPU, ONNX, other architectures).",
+    )
 
 
 class Health(BaseModel):

@@ -1,0 +1,139 @@
+"""koe5's fp32 CPU attention kernel for the unpadded encoder (AVX-512; ``_attention_cpu.c``).
+
+Why by hand: after koe5's packed linears, attention was the one part of an E5 forward pass far from
+the machine's matrix rate. PyTorch's CPU ``scaled_dot_product_attention`` (its flash-attention kernel)
+runs each block as a small MKL GEMM plus copies; with E5's head size of 32 those GEMMs are too thin to
+go fast: 0.49-0.56 ns a score (a score is 128 FLOPs of Q·K and P·V) on 480-token inputs on koe5's
+2-core Zen 5, 40-50 % of the GEMM rate, and 1.1-4 ns on short inputs. oneDNN's fused attention is only
+reachable through PyTorch's graph compilers. koe5's kernel computes a whole layer in one call: for each
+(input, head) it transposes K into a small buffer once, then for 8 query rows at a time computes their
+whole score rows with the row maximum fused in, exponentiates them once (rows are whole, so no running
+rescale), and accumulates P·V with the output in registers; the work spreads over PyTorch's own OpenMP
+threads. ``benchmarks/attention_kernel.py`` measures it against PyTorch's on the encoder's shapes:
+1.3-1.4× at 480 tokens, 1.5-2.2× on short inputs (``benchmarks/cpu_speed.py``: the whole encoder).
+
+Used by :class:`koe5.unpadded.UnpaddedEncoder` for head sizes 32, 64 and 128 on x86-64 CPUs with
+AVX-512, when the install compiled the kernel and PyTorch runs on GNU OpenMP (the kernel links
+``libgomp.so.1`` and must share PyTorch's thread pool, not start a second one). ``KOE5_ATTENTION=0``
+keeps PyTorch's kernel. Results agree with it to float rounding (exp by a degree-6 polynomial, relative
+error ~1e-7).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from koe5.mkl import built_library, cpu_vendor_and_flags, switched_off
+
+ENV = "KOE5_ATTENTION"
+HEAD_DIMS = (32, 64, 128)
+
+log = logging.getLogger("koe5")
+
+#: What :func:`kernel` found: ``active``, ``off`` (by ``KOE5_ATTENTION``), ``not needed`` (no AVX-512),
+#: ``not built`` (installed without a C compiler with OpenMP), ``other OpenMP`` (PyTorch does not run
+#: on GNU OpenMP). ``None`` before the first call.
+status: str | None = None
+_kernel = None
+
+
+def _openmp_libraries() -> list[str]:
+    """Paths of the GNU OpenMP runtimes mapped into this process."""
+    try:
+        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return sorted({line.split()[-1] for line in maps.splitlines() if "libgomp" in line.rsplit("/", 1)[-1]})
+
+
+def kernel():
+    """The kernel's C function, or ``None`` where it is not used (see :data:`status`). Loads once."""
+    global status, _kernel
+    if status is not None:
+        return _kernel
+    path = built_library("_attention_cpu")
+    if switched_off(ENV):
+        status = "off"
+    elif "avx512f" not in cpu_vendor_and_flags()[1]:
+        status = "not needed"
+    elif path is None:
+        status = "not built"
+    elif not torch.backends.openmp.is_available() or not (runtimes := _openmp_libraries()):
+        status = "other OpenMP"  # loading it would start a second thread pool beside PyTorch's
+    else:
+        try:
+            function = ctypes.CDLL(str(path)).koe5_attention
+            function.restype = ctypes.c_int
+            pointer, size = ctypes.c_void_p, ctypes.c_int64
+            function.argtypes = [pointer, pointer, pointer, size, size, size, size, size, ctypes.c_int]
+        except (OSError, AttributeError) as exc:  # a broken build must never stop encoding
+            log.info("koe5: attention kernel %s not loaded: %s", path, exc)
+            status = "not built"
+        else:
+            if len(_openmp_libraries()) > len(runtimes):
+                # PyTorch's libgomp has another soname, so the kernel brought its own: two thread pools
+                # would fight for the cores. The library stays loaded, unused; its pool never starts.
+                status = "other OpenMP"
+            else:
+                _kernel, status = function, "active"
+    return _kernel
+
+
+def available(head_dim: int) -> bool:
+    """Whether the kernel serves this head size here."""
+    return head_dim in HEAD_DIMS and kernel() is not None
+
+
+def attend(fused: torch.Tensor, context: torch.Tensor, runs: torch.Tensor, heads: int, head_dim: int) -> bool:
+    """softmax(Q Kᵀ) V of every input into ``context``; ``False`` (context undefined) if the kernel
+    cannot (no kernel, unsupported shape, failed allocation): the caller then uses PyTorch's.
+
+    ``fused``: ``(tokens, 3·heads·head_dim)`` fp32 rows of Q (scaled by 1/√head_dim), K, V;
+    ``context``: ``(tokens, heads·head_dim)``; ``runs``: int64 ``(runs, 3)`` rows of (first token,
+    inputs, length), the inputs of a run stored one after another with no padding.
+    """
+    function = kernel()
+    hidden = heads * head_dim
+    if (
+        function is None
+        or head_dim not in HEAD_DIMS
+        or fused.dtype != torch.float32
+        or context.dtype != torch.float32
+        or fused.shape[-1] != 3 * hidden
+        or context.shape != (fused.shape[0], hidden)
+        or fused.stride(-1) != 1
+        or context.stride(-1) != 1
+        or runs.dtype != torch.int64
+        or runs.dim() != 2
+        or runs.shape[1] != 3
+        or not runs.is_contiguous()
+        or (len(runs) and (runs.min() < 0 or (runs[:, 0] + runs[:, 1] * runs[:, 2]).max() > len(fused)))
+    ):
+        return False
+    code = function(
+        fused.data_ptr(),
+        context.data_ptr(),
+        runs.data_ptr(),
+        runs.shape[0],
+        heads,
+        head_dim,
+        fused.stride(0),
+        context.stride(0),
+        torch.get_num_threads(),
+    )
+    return code == 0
+
+
+def pytorch_attention(fused: torch.Tensor, context: torch.Tensor, runs, heads: int, head_dim: int) -> None:
+    """The same with PyTorch's ``scaled_dot_product_attention``, one call per run of ``(first token,
+    inputs, length)`` on strided views of ``fused`` (any dtype): what runs where the kernel does not."""
+    for start, count, length in runs:
+        span = slice(start, start + count * length)
+        q, k, v = (t.transpose(1, 2) for t in fused[span].view(count, length, 3, heads, head_dim).unbind(2))
+        att = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        context[span].view(count, length, heads, head_dim).copy_(att.transpose(1, 2))
