@@ -211,12 +211,16 @@ static void attend(const float *qkv, float *out, int64_t length, int64_t heads, 
  */
 int koe5_attention(const float *qkv, float *out, const int64_t *runs, int64_t n_runs, int64_t heads,
                    int64_t d, int64_t qkv_stride, int64_t out_stride, int threads) {
-    if (d != 32 && d != 64 && d != 128) return -1;
+    if ((d != 32 && d != 64 && d != 128) || heads < 0 || n_runs < 0) return -1;
+    if (threads < 1) threads = 1; /* num_threads must be positive */
     /* Work items: one (input, head) each, its K and V copied once; split into blocks of query rows
      * only when there are too few of them to keep every thread busy. */
     int64_t pairs = 0, max_length = 0;
     for (int64_t k = 0; k < n_runs; k++) {
-        if (runs[3 * k + 1] <= 0 || runs[3 * k + 2] <= 0) return -1;
+        /* bounded so that no size below overflows int64 (a wrapped buffer size means wild writes) */
+        if (runs[3 * k + 1] <= 0 || runs[3 * k + 2] <= 0 || runs[3 * k + 1] > INT32_MAX ||
+            runs[3 * k + 2] > INT32_MAX || heads > INT32_MAX)
+            return -1;
         pairs += runs[3 * k + 1] * heads;
         if (runs[3 * k + 2] > max_length) max_length = runs[3 * k + 2];
     }

@@ -89,30 +89,49 @@ def available(head_dim: int) -> bool:
     return head_dim in HEAD_DIMS and kernel() is not None
 
 
+def _dense_cpu(t: torch.Tensor, dtype: torch.dtype, dim: int) -> bool:
+    """A plain strided CPU tensor of ``dtype`` and ``dim`` dimensions (what a raw pointer can stand for)."""
+    return t.layout == torch.strided and t.device.type == "cpu" and t.dtype == dtype and t.dim() == dim
+
+
+def _runs_fit(runs: list[list[int]], tokens: int) -> bool:
+    """Every run non-empty, inside ``tokens`` rows and apart from the others (Python integers: no
+    overflow, which a product of huge int64s would wrap past the bound and into wild pointers)."""
+    end = 0
+    for first, inputs, length in sorted(runs):
+        if first < end or inputs < 1 or length < 1:
+            return False
+        end = first + inputs * length
+    return end <= tokens
+
+
 def attend(fused: torch.Tensor, context: torch.Tensor, runs: torch.Tensor, heads: int, head_dim: int) -> bool:
     """softmax(Q Kᵀ) V of every input into ``context``; ``False`` (context undefined) if the kernel
     cannot (no kernel, unsupported shape, failed allocation): the caller then uses PyTorch's.
 
     ``fused``: ``(tokens, 3·heads·head_dim)`` fp32 rows of Q (scaled by 1/√head_dim), K, V;
-    ``context``: ``(tokens, heads·head_dim)``; ``runs``: int64 ``(runs, 3)`` rows of (first token,
-    inputs, length), the inputs of a run stored one after another with no padding.
+    ``context``: ``(tokens, heads·head_dim)``, rows apart from each other and from ``fused``; ``runs``:
+    int64 ``(runs, 3)`` rows of (first token, inputs, length), the inputs of a run stored one after
+    another with no padding, runs apart. Anything else returns ``False``: the C code trusts these
+    bounds, and threads writing the same rows would race.
     """
     function = kernel()
     hidden = heads * head_dim
     if (
         function is None
         or head_dim not in HEAD_DIMS
-        or fused.dtype != torch.float32
-        or context.dtype != torch.float32
-        or fused.shape[-1] != 3 * hidden
+        or not _dense_cpu(fused, torch.float32, 2)
+        or not _dense_cpu(context, torch.float32, 2)
+        or not _dense_cpu(runs, torch.int64, 2)
+        or fused.shape[1] != 3 * hidden
         or context.shape != (fused.shape[0], hidden)
-        or fused.stride(-1) != 1
-        or context.stride(-1) != 1
-        or runs.dtype != torch.int64
-        or runs.dim() != 2
+        or fused.stride(1) != 1
+        or context.stride(1) != 1
+        or (context.shape[0] > 1 and context.stride(0) < hidden)  # rows overlapping
+        or context.untyped_storage().data_ptr() == fused.untyped_storage().data_ptr()
         or runs.shape[1] != 3
         or not runs.is_contiguous()
-        or (len(runs) and (runs.min() < 0 or (runs[:, 0] + runs[:, 1] * runs[:, 2]).max() > len(fused)))
+        or not _runs_fit(runs.tolist(), fused.shape[0])
     ):
         return False
     code = function(
