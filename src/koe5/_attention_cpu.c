@@ -20,7 +20,6 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx512f")
@@ -183,15 +182,17 @@ static void attend(const float *qkv, float *out, int64_t length, int64_t heads, 
     /* K transposed, in 16 x 16 blocks; zero past length */
     for (int64_t j = 0; j < lp; j += 16)
         for (int64_t c = 0; c < d; c += 16) transpose16(kh + j * qkv_stride + c, qkv_stride, length - j, kt + c * lp + j, lp);
-    for (int64_t j = 0; j < length; j++) memcpy(v + j * d, vh + j * qkv_stride, (size_t)d * sizeof(float));
+    for (int64_t j = 0; j < length; j++)
+        for (int64_t c = 0; c < d; c += 16) _mm512_storeu_ps(v + j * d + c, _mm512_loadu_ps(vh + j * qkv_stride + c));
     float total[ROWS], mx[ROWS];
     for (int64_t i = first; i < first + count; i += ROWS) {
         int rows = (int)(first + count - i < ROWS ? first + count - i : ROWS);
-        for (int r = 0; r < ROWS; r++) {
-            /* scores in base 2: exp(x) = 2^(x log2 e), the factor applied to q as it is copied */
-            for (int64_t c = 0; c < d; c++)
-                q[r * d + c] = r < rows ? qh[(i + r) * qkv_stride + c] * 1.44269504088896341f : 0.0f;
-        }
+        /* scores in base 2: exp(x) = 2^(x log2 e), the factor applied to q as it is copied */
+        const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+        for (int r = 0; r < ROWS; r++)
+            for (int64_t c = 0; c < d; c += 16)
+                _mm512_storeu_ps(q + r * d + c, r < rows ? _mm512_mul_ps(_mm512_loadu_ps(qh + (i + r) * qkv_stride + c), log2e)
+                                                         : _mm512_setzero_ps());
         scores(q, kt, s, q + ROWS * d, mx, d, length, lp);
         for (int r = 0; r < rows; r++) total[r] = softmax_numerators(s + r * lp, mx[r], length, lp);
         float *o = out + i * out_stride + head * d;
