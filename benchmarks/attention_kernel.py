@@ -11,7 +11,12 @@ Reported: nanoseconds per score (a score is one query-key pair of one head: 4·d
 and koe5's speed-up. The end-to-end effect is in ``benchmarks/cpu_speed.py`` (its row "koe5 torch,
 PyTorch attention").
 
-    python benchmarks/attention_kernel.py [--repeats 5] [--json]
+    python benchmarks/attention_kernel.py [--repeats 5] [--code-path avx512|avx2] [--json]
+
+``--code-path avx2`` times the kernel's AVX2 code; to compare it with PyTorch as an AVX2 machine runs
+it, keep PyTorch's kernels and MKL on AVX2 too::
+
+    ATEN_CPU_CAPABILITY=avx2 KOE5_MKL_AVX512=0 python benchmarks/attention_kernel.py --code-path avx2
 """
 
 from __future__ import annotations
@@ -51,10 +56,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--code-path", choices=["avx512", "avx2"], help="default: the fastest this CPU runs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if attention.kernel() is None:
         raise SystemExit(f"koe5's attention kernel is not used on this machine ({attention.status})")
+    code_path = args.code_path or attention.variant
+    if code_path not in attention.cpu_variants():
+        raise SystemExit(f"this CPU cannot run the kernel's {code_path} code")
     rows = []
     with torch.inference_mode():
         for count, length, heads, d in SHAPES:
@@ -67,7 +76,9 @@ def main() -> None:
             for _ in range(args.repeats):
                 sdpa = seconds(attention.pytorch_attention, fused, context, runs.tolist(), heads, d)
                 best["pytorch"] = min(best["pytorch"], sdpa)
-                best["koe5"] = min(best["koe5"], seconds(attention.attend, fused, context, runs, heads, d))
+                best["koe5"] = min(
+                    best["koe5"], seconds(attention.attend, fused, context, runs, heads, d, code_path)
+                )
             scores = count * heads * length * length
             rows.append(
                 {
@@ -80,11 +91,20 @@ def main() -> None:
                     "speedup": round(best["pytorch"] / best["koe5"], 2),
                 }
             )
-    report = {"threads": torch.get_num_threads(), "mkl_shim": koe5.mkl.status, "rows": rows}
+    report = {
+        "threads": torch.get_num_threads(),
+        "mkl_shim": koe5.mkl.status,
+        "pytorch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "code_path": code_path,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"torch threads {report['threads']}, koe5's MKL shim {report['mkl_shim']}; ns per score")
+    print(
+        f"torch threads {report['threads']}, koe5's MKL shim {report['mkl_shim']}, PyTorch's CPU code "
+        f"{report['pytorch_cpu_capability']}, koe5's kernel {code_path}; ns per score"
+    )
     print(f"  {'inputs × length, heads × d':28} {'PyTorch':>8} {'koe5':>8} {'speed-up':>9}")
     for r in rows:
         shape = f"{r['inputs']} × {r['length']}, {r['heads']} × {r['head_dim']}"

@@ -198,6 +198,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "mkl_shim": koe5.mkl.status,
         "attention_kernel": attention.status,
+        "attention_code_path": attention.variant,
+        "pytorch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gemm_gflops": round(rate / 1e9, 1),
         "gemm_gflops_by_library": {k: round(v, 1) for k, v in libs.items()},
         "rows": [],
@@ -230,7 +232,8 @@ def main() -> None:
     by_lib = ", ".join(f"{k} {v}" for k, v in report["gemm_gflops_by_library"].items())
     print(
         f"torch threads {report['threads']}, GEMM {report['gemm_gflops']} GFLOP/s ({by_lib}), "
-        f"koe5's MKL shim {report['mkl_shim']}, attention kernel {report['attention_kernel']}"
+        f"koe5's MKL shim {report['mkl_shim']}, attention kernel {report['attention_kernel']} "
+        f"({report['attention_code_path']}), PyTorch's CPU code {report['pytorch_cpu_capability']}"
     )
     for kind in inputs:
         print(

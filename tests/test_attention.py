@@ -14,6 +14,8 @@ from koe5 import attention
 needs_kernel = pytest.mark.skipif(
     attention.kernel() is None, reason=f"koe5's attention kernel is not used here ({attention.status})"
 )
+#: every code path of the kernel this CPU runs (on an AVX-512 machine both: AVX2 is tested there too)
+code_paths = pytest.mark.parametrize("code_path", attention.cpu_variants() or ["none"])
 
 
 def _runs(shape: list[tuple[int, int]]) -> torch.Tensor:
@@ -35,8 +37,9 @@ def _reference(
 
 
 @needs_kernel
+@code_paths
 @pytest.mark.parametrize("d", [32, 64, 128])
-def test_matches_pytorch_attention(d):
+def test_matches_pytorch_attention(d, code_path):
     # lengths around the kernel's blocks of 16 keys, 32 keys and 8 query rows, one input alone (its
     # rows split among threads), and a token past the last run that must stay untouched
     runs = _runs([(2, 1), (1, 5), (3, 16), (1, 17), (2, 33), (1, 100), (2, 130), (1, 300)])
@@ -46,7 +49,7 @@ def test_matches_pytorch_attention(d):
     fused = torch.randn(tokens + 1, 3 * heads * d)
     fused[:, : heads * d] *= 3 / d**0.5  # scores of the size trained models give (|s| up to ~15)
     context = torch.full((tokens + 1, heads * d), 7.0)
-    assert attention.attend(fused, context, runs, heads, d)
+    assert attention.attend(fused, context, runs, heads, d, code_path)
     want = _reference(fused[:tokens], runs, heads, d)
     torch.testing.assert_close(context[:tokens].double(), want, atol=1e-5, rtol=0)
     assert (context[tokens] == 7.0).all()
@@ -58,12 +61,13 @@ def test_matches_pytorch_attention(d):
 
 
 @needs_kernel
-def test_a_single_head_is_split_among_threads(monkeypatch):
+@code_paths
+def test_a_single_head_is_split_among_threads(monkeypatch, code_path):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # 1 (input, head) pair, 4 threads: rows split
     runs, heads, d = _runs([(1, 77)]), 1, 32
     fused = torch.randn(77, 3 * heads * d)
     context = torch.empty(77, heads * d)
-    assert attention.attend(fused, context, runs, heads, d)
+    assert attention.attend(fused, context, runs, heads, d, code_path)
     torch.testing.assert_close(context.double(), _reference(fused, runs, heads, d), atol=1e-5, rtol=0)
 
 
@@ -76,7 +80,15 @@ def test_refuses_what_it_cannot_do():
     assert not attention.attend(fused[:, :48], context[:, :16], _runs([(1, 10)]), 1, 16)  # head size 16
     assert not attention.attend(fused.double(), context.double(), _runs([(1, 10)]), heads, d)
     assert not attention.attend(fused, context, _runs([(1, 10)]).int(), heads, d)
+    assert not attention.attend(fused, context, _runs([(1, 10)]), heads, d, "sse2")  # no such code path
     assert attention.attend(fused, context, _runs([(1, 10)]), heads, d)
+
+
+def test_code_paths_follow_the_cpu():
+    assert attention.cpu_variants({"avx512f", "avx2", "fma"}) == ["avx512", "avx2"]
+    assert attention.cpu_variants({"avx2", "fma"}) == ["avx2"]
+    assert attention.cpu_variants({"avx2"}) == []  # AVX2 without FMA (a few early VIA/Intel parts)
+    assert attention.cpu_variants(set()) == []
 
 
 @needs_kernel
@@ -109,7 +121,8 @@ def test_refuses_what_would_crash():
         # the C function itself: a buffer size that wraps in int64
         runs = torch.tensor([[0, 1, 2**62]])
         pointers = fused.data_ptr(), context.data_ptr(), runs.data_ptr()
-        assert attention.kernel()(*pointers, 1, 1, 32, 96, 32, 1) == -1
+        assert attention.kernel()(*pointers, 1, 1, 32, 96, 32, 1, 1) == -1
+        assert attention.kernel()(*pointers, 1, 1, 32, 96, 32, 1, 0) == -1
         # no CPU memory behind the pointers
         meta = fused.to("meta"), context.to("meta")
         assert not attention.attend(*meta, torch.tensor([[0, 1, 10]]), 1, 32)
@@ -119,11 +132,15 @@ def test_refuses_what_would_crash():
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
 
 
-def test_switched_off_by_the_environment():
-    code = "import koe5.attention as a; a.kernel(); print(a.status)"
-    env = {**os.environ, attention.ENV: "0"}
+@pytest.mark.parametrize("setting", ["0", "avx2"])
+def test_chosen_by_the_environment(setting):
+    code = "import koe5.attention as a; a.kernel(); print(a.status, a.variant)"
+    env = {**os.environ, attention.ENV: setting}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "off"
+    if setting == "0":
+        assert out.stdout.split() == ["off", "None"]
+    elif attention.kernel() is not None and "avx2" in attention.cpu_variants():
+        assert out.stdout.split() == ["active", "avx2"]
 
 
 @needs_kernel
@@ -148,11 +165,8 @@ def test_the_unpadded_encoder_uses_it(tiny_model_dir, sample_texts, monkeypatch)
 
 def test_never_a_second_openmp_runtime(monkeypatch):
     """The kernel is used only where it shares PyTorch's OpenMP threads."""
-    if (
-        attention.built_library("_attention_cpu") is None
-        or "avx512f" not in attention.cpu_vendor_and_flags()[1]
-    ):
-        pytest.skip("the kernel is not built or this CPU has no AVX-512")
+    if attention.built_library("_attention_cpu") is None or not attention.cpu_variants():
+        pytest.skip("the kernel is not built or this CPU has neither AVX-512 nor AVX2")
     monkeypatch.delenv(attention.ENV, raising=False)
     torch_gomp, system_gomp = "torch/lib/libgomp.so.1", "/usr/lib/libgomp.so.1"
     cases = [
@@ -167,3 +181,28 @@ def test_never_a_second_openmp_runtime(monkeypatch):
         got = attention.kernel()
         assert attention.status == want
         assert (got is not None) == (want == "active")
+
+
+@needs_kernel
+def test_threads_may_call_it_at_once():
+    """ctypes releases the GIL: two Python threads (the server's batcher and a caller) run the kernel
+    at the same time, each in its own OpenMP team, on their own buffers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    heads, d = 4, 32
+    runs = _runs([(3, 40), (2, 97)])
+    tokens = 3 * 40 + 2 * 97
+    inputs = [
+        torch.randn(tokens, 3 * heads * d, generator=torch.Generator().manual_seed(i)) for i in range(6)
+    ]
+
+    def run(fused):
+        context = torch.empty(tokens, heads * d)
+        for _ in range(5):
+            assert attention.attend(fused, context, runs, heads, d)
+        return context
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, inputs))
+    for fused, got in zip(inputs, results, strict=True):
+        torch.testing.assert_close(got.double(), _reference(fused, runs, heads, d), atol=1e-5, rtol=0)

@@ -13,7 +13,9 @@
  * in flash attention), and accumulates P V with the output rows held in registers. An (input, head)
  * is split into blocks of query rows only when there are too few of them for the threads. Head sizes
  * 32, 64 and 128 (E5 small / base / large: 32, 64, 64); anything else returns -1 and koe5 uses
- * PyTorch's kernel.
+ * PyTorch's kernel. Two versions of the per-item code: AVX-512 (16-float vectors, 32 registers) and
+ * AVX2 + FMA (8-float vectors, 16 registers: 4 query rows per score block, 2 per P V block); the
+ * caller picks the one its CPU runs.
  *
  * Plain C with no Python API: koe5 loads it with ctypes (which releases the GIL) after PyTorch, so
  * its OpenMP threads are PyTorch's own (one libgomp.so.1 in the process).
@@ -22,11 +24,14 @@
 #include <stdlib.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#pragma GCC target("avx512f")
 #include <immintrin.h>
 #include <omp.h>
 
-#define ROWS 8     /* query rows per score block */
+#define ROWS 8 /* query rows per score block */
+
+/* ---- AVX-512: 16 floats a vector, 32 registers ------------------------------------------------ */
+#pragma GCC push_options
+#pragma GCC target("avx512f")
 
 /* 2^x for x <= 0 (scores in base 2 minus their row maximum): x = n + r with |r| <= 1/2, 2^r by its
  * Taylor polynomial of degree 6 (relative error below 1.2e-7, about one unit in the last place), times
@@ -174,44 +179,238 @@ static inline void transpose16(const float *src, int64_t src_stride, int64_t row
 }
 
 /* One work item: query rows [first, first + count) of one head of one input. */
-static void attend(const float *qkv, float *out, int64_t length, int64_t heads, int64_t d,
-                   int64_t qkv_stride, int64_t out_stride, int64_t head, int64_t first, int64_t count,
-                   float *kt, float *v, float *s, float *q) {
+/* The per-item steps on AVX-512 (see attend): K transposed in 16 x 16 blocks, zero past length ... */
+static void transpose_k512(const float *kh, int64_t stride, int64_t length, float *kt, int64_t d, int64_t lp) {
+    for (int64_t j = 0; j < lp; j += 16)
+        for (int64_t c = 0; c < d; c += 16) transpose16(kh + j * stride + c, stride, length - j, kt + c * lp + j, lp);
+}
+
+static void scores512(const float *q, const float *kt, float *s, float *m, float *mx, int64_t d, int64_t length,
+                      int64_t lp) {
+    scores(q, kt, s, m, mx, d, length, lp);
+}
+
+static float softmax512(float *s, float max, int64_t length, int64_t lp) {
+    return softmax_numerators(s, max, length, lp);
+}
+
+/* ... and P V for `rows` rows of S, in blocks of as many rows as 16 accumulators hold. */
+static void pv512(const float *s, const float *v, const float *total, float *o, int64_t out_stride, int rows,
+                  int64_t d, int64_t length, int64_t lp) {
+    int step = d == 32 ? 8 : d == 64 ? 4 : 2;
+    for (int r0 = 0; r0 < rows; r0 += step) {
+        const float *p = s + r0 * lp;
+        float *out = o + r0 * out_stride;
+        if (d == 32) pv32(p, v, total + r0, out, out_stride, rows - r0, length, lp);
+        else if (d == 64) pv64(p, v, total + r0, out, out_stride, rows - r0, length, lp);
+        else pv128(p, v, total + r0, out, out_stride, rows - r0, length, lp);
+    }
+}
+#pragma GCC pop_options
+
+/* ---- AVX2 + FMA: 8 floats a vector, 16 registers ---------------------------------------------- */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+/* 2^x for x <= 0 as exp2_nonpositive, with 2^n built in the exponent bits (AVX2 has no scalef):
+ * x is first raised to -125, where 2^x (~2e-38, still a normal float) is 0 next to the row
+ * maximum's 1. */
+static inline __m256 exp2_nonpositive8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-125.0f));
+    __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_sub_ps(x, n);
+    __m256 p = _mm256_set1_ps(1.5403530393381608e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3333558146428443e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.6181291076284772e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.5504108664821580e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.4022650695910071e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.9314718055994531e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+/* All-ones lanes for keys j .. j + 7 that are real (not the zero padding up to lp). */
+static inline __m256 real_keys8(int64_t j, int64_t length) {
+    int64_t left = length - j;
+    int32_t n = left >= 8 ? 8 : left <= 0 ? 0 : (int32_t)left;
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+
+static inline float reduce_max8(__m256 v) {
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_max_ss(x, _mm_movehdup_ps(x)));
+}
+
+static inline float reduce_add8(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+
+/* scores() for 16 registers: 4 query rows at a time against 16 keys (8 accumulators, 2 loads of K,
+ * 4 broadcasts of q per 8 FMAs); running maxima in m (8 floats a row). lp is a multiple of 16. */
+static inline void scores8(const float *q, const float *kt, float *s, float *m, float *mx, int64_t d,
+                           int64_t length, int64_t lp) {
+    for (int g = 0; g < ROWS; g += 4) {
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) _mm256_storeu_ps(m + 8 * (g + r), _mm256_set1_ps(-__builtin_inff()));
+        for (int64_t j = 0; j < lp; j += 16) {
+            __m256 a0[4], a1[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) a0[r] = a1[r] = _mm256_setzero_ps();
+            for (int64_t c = 0; c < d; c++) {
+                __m256 k0 = _mm256_loadu_ps(kt + c * lp + j), k1 = _mm256_loadu_ps(kt + c * lp + j + 8);
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) {
+                    __m256 b = _mm256_broadcast_ss(q + (g + r) * d + c);
+                    a0[r] = _mm256_fmadd_ps(b, k0, a0[r]);
+                    a1[r] = _mm256_fmadd_ps(b, k1, a1[r]);
+                }
+            }
+            __m256 real0 = real_keys8(j, length), real1 = real_keys8(j + 8, length);
+            __m256 none = _mm256_set1_ps(-__builtin_inff());
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                _mm256_storeu_ps(s + (g + r) * lp + j, a0[r]);
+                _mm256_storeu_ps(s + (g + r) * lp + j + 8, a1[r]);
+                __m256 mr = _mm256_max_ps(_mm256_loadu_ps(m + 8 * (g + r)), _mm256_blendv_ps(none, a0[r], real0));
+                _mm256_storeu_ps(m + 8 * (g + r), _mm256_max_ps(mr, _mm256_blendv_ps(none, a1[r], real1)));
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) mx[g + r] = reduce_max8(_mm256_loadu_ps(m + 8 * (g + r)));
+    }
+}
+
+static inline float softmax_numerators8(float *s, float max, int64_t length, int64_t lp) {
+    __m256 mx = _mm256_set1_ps(max), sum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < lp; j += 8) {
+        __m256 e = _mm256_and_ps(real_keys8(j, length), exp2_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mx)));
+        _mm256_storeu_ps(s + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return reduce_add8(sum);
+}
+
+/* out_r[0..32) = (sum_j P[r][j] v_j[0..32)) / total_r for 2 rows (8 accumulators) of one 32-column slab
+ * of V (v rows d floats apart). */
+static inline void pv8(const float *p, const float *v, int64_t d, const float *total, float *out,
+                       int64_t out_stride, int rows, int64_t length, int64_t lp) {
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < 2; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < length; j++) {
+        __m256 vv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) vv[c] = _mm256_loadu_ps(v + j * d + 8 * c);
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; r++) {
+            __m256 b = _mm256_broadcast_ss(p + r * lp + j);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) acc[r][c] = _mm256_fmadd_ps(b, vv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < 2 && r < rows; r++) {
+        __m256 inv = _mm256_set1_ps(1.0f / total[r]);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) _mm256_storeu_ps(out + r * out_stride + 8 * c, _mm256_mul_ps(acc[r][c], inv));
+    }
+}
+
+/* transpose16's 8 x 8 form: pairs of floats, pairs of pairs, then 128-bit halves. */
+static inline void transpose8(const float *src, int64_t src_stride, int64_t rows, float *dst, int64_t dst_stride) {
+    __m256 r[8], t[8], u[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) r[i] = i < rows ? _mm256_loadu_ps(src + i * src_stride) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);     /* per half: a0 b0 a1 b1 */
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]); /*           a2 b2 a3 b3 */
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) { /* per half l, u[4i + k] = column 4l + k of rows 4i .. 4i + 3 */
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        _mm256_storeu_ps(dst + k * dst_stride, _mm256_permute2f128_ps(u[k], u[4 + k], 0x20));
+        _mm256_storeu_ps(dst + (4 + k) * dst_stride, _mm256_permute2f128_ps(u[k], u[4 + k], 0x31));
+    }
+}
+
+/* The per-item steps on AVX2 (see attend). */
+static void transpose_k256(const float *kh, int64_t stride, int64_t length, float *kt, int64_t d, int64_t lp) {
+    for (int64_t j = 0; j < lp; j += 8)
+        for (int64_t c = 0; c < d; c += 8) transpose8(kh + j * stride + c, stride, length - j, kt + c * lp + j, lp);
+}
+
+static void scores256(const float *q, const float *kt, float *s, float *m, float *mx, int64_t d, int64_t length,
+                      int64_t lp) {
+    scores8(q, kt, s, m, mx, d, length, lp);
+}
+
+static float softmax256(float *s, float max, int64_t length, int64_t lp) {
+    return softmax_numerators8(s, max, length, lp);
+}
+
+static void pv256(const float *s, const float *v, const float *total, float *o, int64_t out_stride, int rows,
+                  int64_t d, int64_t length, int64_t lp) {
+    for (int r0 = 0; r0 < rows; r0 += 2)
+        for (int64_t c = 0; c < d; c += 32)
+            pv8(s + r0 * lp, v + c, d, total + r0, o + r0 * out_stride + c, out_stride, rows - r0, length, lp);
+}
+#pragma GCC pop_options
+
+/* ---- one work item, on either instruction set ------------------------------------------------- */
+struct isa {
+    void (*transpose_k)(const float *kh, int64_t stride, int64_t length, float *kt, int64_t d, int64_t lp);
+    void (*scores)(const float *q, const float *kt, float *s, float *m, float *mx, int64_t d, int64_t length,
+                   int64_t lp);
+    float (*softmax)(float *s, float max, int64_t length, int64_t lp);
+    void (*pv)(const float *s, const float *v, const float *total, float *o, int64_t out_stride, int rows,
+               int64_t d, int64_t length, int64_t lp);
+};
+static const struct isa AVX512 = {transpose_k512, scores512, softmax512, pv512};
+static const struct isa AVX2 = {transpose_k256, scores256, softmax256, pv256};
+
+/* Query rows [first, first + count) of one head of one input. Buffers: kt d x lp, v length x d,
+ * s ROWS x lp, q ROWS x d followed by ROWS x 16 floats of running maxima. */
+static void attend(const struct isa *isa, const float *qkv, float *out, int64_t length, int64_t heads, int64_t d,
+                   int64_t qkv_stride, int64_t out_stride, int64_t head, int64_t first, int64_t count, float *kt,
+                   float *v, float *s, float *q) {
     int64_t lp = (length + 15) & ~(int64_t)15, hd = heads * d;
     const float *qh = qkv + head * d, *kh = qkv + hd + head * d, *vh = qkv + 2 * hd + head * d;
-    /* K transposed, in 16 x 16 blocks; zero past length */
-    for (int64_t j = 0; j < lp; j += 16)
-        for (int64_t c = 0; c < d; c += 16) transpose16(kh + j * qkv_stride + c, qkv_stride, length - j, kt + c * lp + j, lp);
+    isa->transpose_k(kh, qkv_stride, length, kt, d, lp);
     for (int64_t j = 0; j < length; j++)
-        for (int64_t c = 0; c < d; c += 16) _mm512_storeu_ps(v + j * d + c, _mm512_loadu_ps(vh + j * qkv_stride + c));
+        for (int64_t c = 0; c < d; c++) v[j * d + c] = vh[j * qkv_stride + c];
     float total[ROWS], mx[ROWS];
     for (int64_t i = first; i < first + count; i += ROWS) {
         int rows = (int)(first + count - i < ROWS ? first + count - i : ROWS);
         /* scores in base 2: exp(x) = 2^(x log2 e), the factor applied to q as it is copied */
-        const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
         for (int r = 0; r < ROWS; r++)
-            for (int64_t c = 0; c < d; c += 16)
-                _mm512_storeu_ps(q + r * d + c, r < rows ? _mm512_mul_ps(_mm512_loadu_ps(qh + (i + r) * qkv_stride + c), log2e)
-                                                         : _mm512_setzero_ps());
-        scores(q, kt, s, q + ROWS * d, mx, d, length, lp);
-        for (int r = 0; r < rows; r++) total[r] = softmax_numerators(s + r * lp, mx[r], length, lp);
-        float *o = out + i * out_stride + head * d;
-        for (int r0 = 0; r0 < rows;) {
-            int left = rows - r0;
-            if (d == 32) { pv32(s + r0 * lp, v, total + r0, o + r0 * out_stride, out_stride, left, length, lp); r0 += 8; }
-            else if (d == 64) { pv64(s + r0 * lp, v, total + r0, o + r0 * out_stride, out_stride, left, length, lp); r0 += 4; }
-            else { pv128(s + r0 * lp, v, total + r0, o + r0 * out_stride, out_stride, left, length, lp); r0 += 2; }
-        }
+            for (int64_t c = 0; c < d; c++)
+                q[r * d + c] = r < rows ? qh[(i + r) * qkv_stride + c] * 1.44269504088896341f : 0.0f;
+        isa->scores(q, kt, s, q + ROWS * d, mx, d, length, lp);
+        for (int r = 0; r < rows; r++) total[r] = isa->softmax(s + r * lp, mx[r], length, lp);
+        isa->pv(s, v, total, out + i * out_stride + head * d, out_stride, rows, d, length, lp);
     }
 }
 
 /*
  * runs: n_runs triples (first token, inputs, length), inputs of a run stored one after another.
  * qkv: (tokens, 3 * heads * d) rows qkv_stride floats apart; out: (tokens, heads * d) rows out_stride
- * apart. Returns 0, or -1 for an unsupported head size / failed allocation (out is then undefined).
+ * apart. avx512: 1 for the AVX-512 code, 0 for AVX2 + FMA (the caller checks the CPU has it).
+ * Returns 0, or -1 for an unsupported head size / failed allocation (out is then undefined).
  */
 int koe5_attention(const float *qkv, float *out, const int64_t *runs, int64_t n_runs, int64_t heads,
-                   int64_t d, int64_t qkv_stride, int64_t out_stride, int threads) {
+                   int64_t d, int64_t qkv_stride, int64_t out_stride, int threads, int avx512) {
     if ((d != 32 && d != 64 && d != 128) || heads < 0 || n_runs < 0) return -1;
     if (threads < 1) threads = 1; /* num_threads must be positive */
     /* Work items: one (input, head) each, its K and V copied once; split into blocks of query rows
@@ -265,7 +464,7 @@ int koe5_attention(const float *qkv, float *out, const int64_t *runs, int64_t n_
             if (!buffer) continue;
             const int64_t *it = item + 5 * k;
             int64_t start = it[0], length = it[1], h = it[2], c = it[3], count = it[4];
-            attend(qkv + start * qkv_stride, out + start * out_stride, length, heads, d, qkv_stride,
+            attend(avx512 ? &AVX512 : &AVX2, qkv + start * qkv_stride, out + start * out_stride, length, heads, d, qkv_stride,
                    out_stride, h, c, count, buffer, buffer + d * lp, buffer + 2 * d * lp,
                    buffer + 2 * d * lp + ROWS * lp);
         }
@@ -277,9 +476,9 @@ int koe5_attention(const float *qkv, float *out, const int64_t *runs, int64_t n_
 
 #else
 int koe5_attention(const float *qkv, float *out, const int64_t *runs, int64_t n_runs, int64_t heads,
-                   int64_t d, int64_t qkv_stride, int64_t out_stride, int threads) {
+                   int64_t d, int64_t qkv_stride, int64_t out_stride, int threads, int avx512) {
     (void)qkv; (void)out; (void)runs; (void)n_runs; (void)heads; (void)d; (void)qkv_stride;
-    (void)out_stride; (void)threads;
+    (void)out_stride; (void)threads; (void)avx512;
     return -1;
 }
 #endif

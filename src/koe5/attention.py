@@ -1,4 +1,4 @@
-"""koe5's fp32 CPU attention kernel for the unpadded encoder (AVX-512; ``_attention_cpu.c``).
+"""koe5's fp32 CPU attention kernel for the unpadded encoder (AVX-512 or AVX2; ``_attention_cpu.c``).
 
 Why by hand: after koe5's packed linears, attention was the one part of an E5 forward pass far from
 the machine's matrix rate. PyTorch's CPU ``scaled_dot_product_attention`` (its flash-attention kernel)
@@ -13,16 +13,19 @@ threads. ``benchmarks/attention_kernel.py`` measures it against PyTorch's on the
 1.3-1.4× at 480 tokens, 1.5-2.2× on short inputs (``benchmarks/cpu_speed.py``: the whole encoder).
 
 Used by :class:`koe5.unpadded.UnpaddedEncoder` for head sizes 32, 64 and 128 on x86-64 CPUs with
-AVX-512, when the install compiled the kernel and PyTorch runs on GNU OpenMP (the kernel links
-``libgomp.so.1`` and must share PyTorch's thread pool, not start a second one). ``KOE5_ATTENTION=0``
-keeps PyTorch's kernel. Results agree with it to float rounding (exp by a degree-6 polynomial, relative
-error ~1e-7).
+AVX-512, or AVX2 with FMA (the same algorithm in 8-float vectors and 16 registers: 1.0-1.1× PyTorch's
+at 480 tokens, 1.1-1.4× on shorter inputs, where PyTorch too runs AVX2; 2-5 % end to end), when the
+install compiled the kernel and PyTorch runs on GNU OpenMP (the kernel links ``libgomp.so.1`` and must
+share PyTorch's thread pool, not start a second one). ``KOE5_ATTENTION=0`` keeps PyTorch's kernel,
+``=avx2`` takes the AVX2 code on an AVX-512 CPU. Results agree with PyTorch's to float rounding (exp by
+a degree-6 polynomial, relative error ~1e-7).
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -30,16 +33,28 @@ import torch.nn.functional as F
 
 from koe5.mkl import built_library, cpu_vendor_and_flags, switched_off
 
+#: ``KOE5_ATTENTION``: ``0`` keeps PyTorch's attention; ``avx2`` picks the AVX2 code on an AVX-512 CPU.
 ENV = "KOE5_ATTENTION"
 HEAD_DIMS = (32, 64, 128)
+VARIANTS = ("avx512", "avx2")  # the kernel's code paths, fastest first
+_NEEDS = {"avx512": {"avx512f"}, "avx2": {"avx2", "fma"}}  # the /proc/cpuinfo flags each one uses
 
 log = logging.getLogger("koe5")
 
-#: What :func:`kernel` found: ``active``, ``off`` (by ``KOE5_ATTENTION``), ``not needed`` (no AVX-512),
-#: ``not built`` (installed without a C compiler with OpenMP), ``other OpenMP`` (PyTorch does not run
-#: on GNU OpenMP). ``None`` before the first call.
+#: What :func:`kernel` found: ``active``, ``off`` (by ``KOE5_ATTENTION``), ``unsupported CPU`` (neither
+#: AVX-512 nor AVX2 with FMA), ``not built`` (installed without a C compiler with OpenMP), ``other
+#: OpenMP`` (PyTorch does not run on GNU OpenMP). ``None`` before the first call.
 status: str | None = None
+#: The code path in use, one of :data:`VARIANTS`, when :data:`status` is ``active``.
+variant: str | None = None
 _kernel = None
+_runnable: list[str] = []  # cpu_variants(), read once by kernel()
+
+
+def cpu_variants(flags: set[str] | None = None) -> list[str]:
+    """The kernel's code paths this CPU (or these ``/proc/cpuinfo`` flags) can run, fastest first."""
+    flags = cpu_vendor_and_flags()[1] if flags is None else flags
+    return [v for v in VARIANTS if _NEEDS[v] <= flags]
 
 
 def _openmp_libraries() -> list[str]:
@@ -53,14 +68,15 @@ def _openmp_libraries() -> list[str]:
 
 def kernel():
     """The kernel's C function, or ``None`` where it is not used (see :data:`status`). Loads once."""
-    global status, _kernel
+    global status, variant, _kernel, _runnable
     if status is not None:
         return _kernel
     path = built_library("_attention_cpu")
+    variants = _runnable = cpu_variants()
     if switched_off(ENV):
         status = "off"
-    elif "avx512f" not in cpu_vendor_and_flags()[1]:
-        status = "not needed"
+    elif not variants:
+        status = "unsupported CPU"
     elif path is None:
         status = "not built"
     elif not torch.backends.openmp.is_available() or not (runtimes := _openmp_libraries()):
@@ -70,7 +86,8 @@ def kernel():
             function = ctypes.CDLL(str(path)).koe5_attention
             function.restype = ctypes.c_int
             pointer, size = ctypes.c_void_p, ctypes.c_int64
-            function.argtypes = [pointer, pointer, pointer, size, size, size, size, size, ctypes.c_int]
+            integer = ctypes.c_int
+            function.argtypes = [pointer, pointer, pointer, size, size, size, size, size, integer, integer]
         except (OSError, AttributeError) as exc:  # a broken build must never stop encoding
             log.info("koe5: attention kernel %s not loaded: %s", path, exc)
             status = "not built"
@@ -80,6 +97,8 @@ def kernel():
                 # would fight for the cores. The library stays loaded, unused; its pool never starts.
                 status = "other OpenMP"
             else:
+                wanted = os.environ.get(ENV, "").strip().lower()
+                variant = wanted if wanted in variants else variants[0]
                 _kernel, status = function, "active"
     return _kernel
 
@@ -105,7 +124,14 @@ def _runs_fit(runs: list[list[int]], tokens: int) -> bool:
     return end <= tokens
 
 
-def attend(fused: torch.Tensor, context: torch.Tensor, runs: torch.Tensor, heads: int, head_dim: int) -> bool:
+def attend(
+    fused: torch.Tensor,
+    context: torch.Tensor,
+    runs: torch.Tensor,
+    heads: int,
+    head_dim: int,
+    code_path: str | None = None,
+) -> bool:
     """softmax(Q Kᵀ) V of every input into ``context``; ``False`` (context undefined) if the kernel
     cannot (no kernel, unsupported shape, failed allocation): the caller then uses PyTorch's.
 
@@ -113,12 +139,15 @@ def attend(fused: torch.Tensor, context: torch.Tensor, runs: torch.Tensor, heads
     ``context``: ``(tokens, heads·head_dim)``, rows apart from each other and from ``fused``; ``runs``:
     int64 ``(runs, 3)`` rows of (first token, inputs, length), the inputs of a run stored one after
     another with no padding, runs apart. Anything else returns ``False``: the C code trusts these
-    bounds, and threads writing the same rows would race.
+    bounds, and threads writing the same rows would race. ``code_path``: one of :data:`VARIANTS` this
+    CPU runs (default :data:`variant`).
     """
     function = kernel()
+    code_path = code_path or variant
     hidden = heads * head_dim
     if (
         function is None
+        or code_path not in _runnable
         or head_dim not in HEAD_DIMS
         or not _dense_cpu(fused, torch.float32, 2)
         or not _dense_cpu(context, torch.float32, 2)
@@ -144,6 +173,7 @@ def attend(fused: torch.Tensor, context: torch.Tensor, runs: torch.Tensor, heads
         fused.stride(0),
         context.stride(0),
         torch.get_num_threads(),
+        code_path == "avx512",
     )
     return code == 0
 

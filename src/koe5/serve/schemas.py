@@ -174,9 +174,9 @@ class Info(BaseModel):
     )
     attention_kernel: str | None = Field(
         None,
-        description="koe5 extension: whether koe5's AVX-512 attention kernel runs the CPU fp32 encoder "
-        "(active, off, not needed, not built, other OpenMP; see koe5.attention); null when the served "
-        "model never asked (GPU, ONNX, other architectures).",
+        description="koe5 extension: whether koe5's attention kernel runs the CPU fp32 encoder "
+        "(active, off, unsupported CPU, not built, other OpenMP; see koe5.attention); null when the "
+        "served model never asked (GPU, ONNX, other architectures).",
     )
 
 
