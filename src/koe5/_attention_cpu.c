@@ -179,22 +179,7 @@ static inline void transpose16(const float *src, int64_t src_stride, int64_t row
 }
 
 /* One work item: query rows [first, first + count) of one head of one input. */
-/* The per-item steps on AVX-512 (see attend): K transposed in 16 x 16 blocks, zero past length ... */
-static void transpose_k512(const float *kh, int64_t stride, int64_t length, float *kt, int64_t d, int64_t lp) {
-    for (int64_t j = 0; j < lp; j += 16)
-        for (int64_t c = 0; c < d; c += 16) transpose16(kh + j * stride + c, stride, length - j, kt + c * lp + j, lp);
-}
-
-static void scores512(const float *q, const float *kt, float *s, float *m, float *mx, int64_t d, int64_t length,
-                      int64_t lp) {
-    scores(q, kt, s, m, mx, d, length, lp);
-}
-
-static float softmax512(float *s, float max, int64_t length, int64_t lp) {
-    return softmax_numerators(s, max, length, lp);
-}
-
-/* ... and P V for `rows` rows of S, in blocks of as many rows as 16 accumulators hold. */
+/* P V for `rows` rows of S on AVX-512, in blocks of as many rows as 16 accumulators hold. */
 static void pv512(const float *s, const float *v, const float *total, float *o, int64_t out_stride, int rows,
                   int64_t d, int64_t length, int64_t lp) {
     int step = d == 32 ? 8 : d == 64 ? 4 : 2;
@@ -345,21 +330,6 @@ static inline void transpose8(const float *src, int64_t src_stride, int64_t rows
     }
 }
 
-/* The per-item steps on AVX2 (see attend). */
-static void transpose_k256(const float *kh, int64_t stride, int64_t length, float *kt, int64_t d, int64_t lp) {
-    for (int64_t j = 0; j < lp; j += 8)
-        for (int64_t c = 0; c < d; c += 8) transpose8(kh + j * stride + c, stride, length - j, kt + c * lp + j, lp);
-}
-
-static void scores256(const float *q, const float *kt, float *s, float *m, float *mx, int64_t d, int64_t length,
-                      int64_t lp) {
-    scores8(q, kt, s, m, mx, d, length, lp);
-}
-
-static float softmax256(float *s, float max, int64_t length, int64_t lp) {
-    return softmax_numerators8(s, max, length, lp);
-}
-
 static void pv256(const float *s, const float *v, const float *total, float *o, int64_t out_stride, int rows,
                   int64_t d, int64_t length, int64_t lp) {
     for (int r0 = 0; r0 < rows; r0 += 2)
@@ -370,15 +340,16 @@ static void pv256(const float *s, const float *v, const float *total, float *o, 
 
 /* ---- one work item, on either instruction set ------------------------------------------------- */
 struct isa {
-    void (*transpose_k)(const float *kh, int64_t stride, int64_t length, float *kt, int64_t d, int64_t lp);
+    int width; /* floats a vector: the transpose's block */
+    void (*transpose)(const float *src, int64_t src_stride, int64_t rows, float *dst, int64_t dst_stride);
     void (*scores)(const float *q, const float *kt, float *s, float *m, float *mx, int64_t d, int64_t length,
                    int64_t lp);
     float (*softmax)(float *s, float max, int64_t length, int64_t lp);
     void (*pv)(const float *s, const float *v, const float *total, float *o, int64_t out_stride, int rows,
                int64_t d, int64_t length, int64_t lp);
 };
-static const struct isa AVX512 = {transpose_k512, scores512, softmax512, pv512};
-static const struct isa AVX2 = {transpose_k256, scores256, softmax256, pv256};
+static const struct isa AVX512 = {16, transpose16, scores, softmax_numerators, pv512};
+static const struct isa AVX2 = {8, transpose8, scores8, softmax_numerators8, pv256};
 
 /* Query rows [first, first + count) of one head of one input. Buffers: kt d x lp, v length x d,
  * s ROWS x lp, q ROWS x d followed by ROWS x 16 floats of running maxima. */
@@ -387,7 +358,9 @@ static void attend(const struct isa *isa, const float *qkv, float *out, int64_t 
                    float *v, float *s, float *q) {
     int64_t lp = (length + 15) & ~(int64_t)15, hd = heads * d;
     const float *qh = qkv + head * d, *kh = qkv + hd + head * d, *vh = qkv + 2 * hd + head * d;
-    isa->transpose_k(kh, qkv_stride, length, kt, d, lp);
+    for (int64_t j = 0; j < lp; j += isa->width) /* K transposed, zero past length */
+        for (int64_t c = 0; c < d; c += isa->width)
+            isa->transpose(kh + j * qkv_stride + c, qkv_stride, length - j, kt + c * lp + j, lp);
     for (int64_t j = 0; j < length; j++)
         for (int64_t c = 0; c < d; c++) v[j * d + c] = vh[j * qkv_stride + c];
     float total[ROWS], mx[ROWS];
