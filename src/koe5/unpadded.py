@@ -16,7 +16,7 @@ positions, post-LayerNorm, exact GELU), pooled by mean or CLS, koe5 runs the enc
   ``scaled_dot_product_attention`` per run on strided views of the fused output.
 
 Measured on koe5's 2-core Zen 5 (``benchmarks/cpu_speed.py``): 1.04-1.16× the padded path with the
-same packed linears with PyTorch's attention, 1.05-1.27× with koe5's kernel; vectors equal to it
+same packed linears with PyTorch's attention, 1.05-1.29× with koe5's kernel; vectors equal to it
 within 2e-6. Inputs are right-padded (as koe5 pads them).
 Anything else (other architectures, pooling modes, ``include_prompt=False``, adapters around the
 linear layers, half precision) keeps the padded path.
