@@ -1,4 +1,4 @@
-"""koe5's AVX-512 attention kernel (koe5/attention.py): PyTorch's attention to float rounding."""
+"""koe5's AVX-512 / AVX2 attention kernel (koe5/attention.py): PyTorch's attention to float rounding."""
 
 from __future__ import annotations
 
@@ -72,6 +72,23 @@ def test_a_single_head_is_split_among_threads(monkeypatch, code_path):
 
 
 @needs_kernel
+@code_paths
+@pytest.mark.parametrize("part", [0, 1, 2])  # Q, K, V
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_inputs_give_what_pytorch_gives(part, value, code_path):
+    # a model that overflows must not get plausible vectors out of one code path: NaN where PyTorch
+    # has NaN (a query's row; every row for a key; a value's column), inf where it has inf
+    runs, heads, d = _runs([(1, 21)]), 2, 32
+    fused = torch.randn(21, 3 * heads * d, generator=torch.Generator().manual_seed(0))
+    fused[5, part * heads * d + 3] = value
+    context = torch.empty(21, heads * d)
+    assert attention.attend(fused, context, runs, heads, d, code_path)
+    want = _reference(fused, runs, heads, d)
+    assert torch.equal(context.isnan(), want.isnan())
+    torch.testing.assert_close(context.double(), want, atol=1e-5, rtol=0, equal_nan=True)
+
+
+@needs_kernel
 def test_refuses_what_it_cannot_do():
     heads, d = 2, 32
     fused, context = torch.randn(10, 3 * heads * d), torch.empty(10, heads * d)
@@ -82,6 +99,14 @@ def test_refuses_what_it_cannot_do():
     assert not attention.attend(fused, context, _runs([(1, 10)]).int(), heads, d)
     assert not attention.attend(fused, context, _runs([(1, 10)]), heads, d, "sse2")  # no such code path
     assert attention.attend(fused, context, _runs([(1, 10)]), heads, d)
+
+
+@needs_kernel
+def test_refuses_a_code_path_the_cpu_lacks(monkeypatch):
+    fused, context = torch.randn(10, 96), torch.empty(10, 32)
+    monkeypatch.setattr(attention, "_runnable", ["avx2"])  # as on a CPU without AVX-512
+    assert not attention.attend(fused, context, _runs([(1, 10)]), 1, 32, "avx512")
+    assert attention.attend(fused, context, _runs([(1, 10)]), 1, 32, "avx2")
 
 
 def test_code_paths_follow_the_cpu():
@@ -132,15 +157,20 @@ def test_refuses_what_would_crash():
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
 
 
-@pytest.mark.parametrize("setting", ["0", "avx2"])
+@pytest.mark.parametrize("setting", ["0", "avx2", "avx1024"])
 def test_chosen_by_the_environment(setting):
     code = "import koe5.attention as a; a.kernel(); print(a.status, a.variant)"
     env = {**os.environ, attention.ENV: setting}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     if setting == "0":
         assert out.stdout.split() == ["off", "None"]
-    elif attention.kernel() is not None and "avx2" in attention.cpu_variants():
+    elif attention.kernel() is None:
+        return
+    elif setting == "avx2" and "avx2" in attention.cpu_variants():
         assert out.stdout.split() == ["active", "avx2"]
+    elif setting == "avx1024":  # no such code path: the fastest one, and a warning that says so
+        assert out.stdout.split() == ["active", attention.cpu_variants()[0]]
+        assert "KOE5_ATTENTION=avx1024 is not a code path this CPU runs" in out.stderr
 
 
 @needs_kernel
@@ -177,10 +207,13 @@ def test_never_a_second_openmp_runtime(monkeypatch):
     for maps, want in cases:
         monkeypatch.setattr(attention, "status", None)
         monkeypatch.setattr(attention, "_kernel", None)
+        monkeypatch.setattr(attention, "variant", None)  # kernel() sets these too: restored after
+        monkeypatch.setattr(attention, "_runnable", [])
         monkeypatch.setattr(attention, "_openmp_libraries", iter(maps).__next__)
         got = attention.kernel()
         assert attention.status == want
         assert (got is not None) == (want == "active")
+        assert attention.variant == (attention.cpu_variants()[0] if want == "active" else None)
 
 
 @needs_kernel

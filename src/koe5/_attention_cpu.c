@@ -199,9 +199,11 @@ static void pv512(const float *s, const float *v, const float *total, float *o, 
 
 /* 2^x for x <= 0 as exp2_nonpositive, with 2^n built in the exponent bits (AVX2 has no scalef):
  * x is first raised to -125, where 2^x (~2e-38, still a normal float) is 0 next to the row
- * maximum's 1. */
+ * maximum's 1. x goes second to max, which returns its second operand when either is NaN: a NaN
+ * score (a NaN or infinite q or k) stays NaN, as in exp2_nonpositive and PyTorch, instead of
+ * becoming 2^-125 and hiding in a finite output. */
 static inline __m256 exp2_nonpositive8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-125.0f));
+    x = _mm256_max_ps(_mm256_set1_ps(-125.0f), x);
     __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_sub_ps(x, n);
     __m256 p = _mm256_set1_ps(1.5403530393381608e-4f);

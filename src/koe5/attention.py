@@ -99,6 +99,14 @@ def kernel():
             else:
                 wanted = os.environ.get(ENV, "").strip().lower()
                 variant = wanted if wanted in variants else variants[0]
+                if wanted not in (variant, "", "1", "true", "yes", "on"):
+                    log.warning(
+                        "koe5: %s=%s is not a code path this CPU runs (%s); using %s",
+                        ENV,
+                        wanted,
+                        ", ".join(variants),
+                        variant,
+                    )
                 _kernel, status = function, "active"
     return _kernel
 
