@@ -122,3 +122,23 @@ def test_batch_size_defaults_to_the_encoders(tiny_model_dir, monkeypatch):
     assert invoke("encode", "-", "--model", tiny_model_dir, input="서울\n").exit_code == 0
     assert invoke("encode", "-", "--model", tiny_model_dir, "-b", "4", input="서울\n").exit_code == 0
     assert seen == [None, 4]
+
+
+def test_env_reports_what_koe5_uses(default_model_dir):
+    import torch
+
+    from koe5 import attention, mkl
+
+    result = invoke("env", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["koe5"] == koe5.__version__
+    assert report["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert report["cpu"]["threads"] == torch.get_num_threads()
+    assert report["cuda"]["available"] == torch.cuda.is_available()
+    assert report["speedups"]["mkl_shim"] == mkl.status
+    assert report["speedups"]["attention_kernel"] == attention.status
+    assert report["speedups"]["attention_code_path"] == attention.variant
+    assert report["default_model"]["folder"] == str(default_model_dir)
+    text = invoke("env")
+    assert text.exit_code == 0 and f"attention_kernel: {attention.status}" in text.stdout

@@ -1,4 +1,4 @@
-"""`koe5 encode`, `similarity`, `models`, `convert`: the encoder and the default model."""
+"""`koe5 encode`, `similarity`, `models`, `env`, `convert`: the encoder and the default model."""
 
 from __future__ import annotations
 
@@ -161,6 +161,27 @@ def models(as_json: JsonOpt = False) -> None:
             "yes" if r["cached"] else "no",
         )
     Console().print(table)
+
+
+@app.command()
+def env(as_json: JsonOpt = False) -> None:
+    """What koe5 finds here: versions, CPU and CUDA, threads, and which speed-ups are in use."""
+    from koe5.sysinfo import describe
+
+    report = describe()
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    for section, value in report.items():
+        if isinstance(value, dict):
+            typer.echo(f"{section}:")
+            for key, item in value.items():
+                if isinstance(item, dict):
+                    item = [f"{k} {v}" for k, v in item.items()]
+                shown = ", ".join(map(str, item)) if isinstance(item, list) else item
+                typer.echo(f"  {key}: {'-' if shown in (None, '') else shown}")
+        else:
+            typer.echo(f"{section}: {value}")
 
 
 def _hub_cached(model_id: str) -> str | None:
