@@ -11,7 +11,7 @@ positions, post-LayerNorm, exact GELU), pooled by mean or CLS, koe5 runs the enc
   see :mod:`koe5.onednn`; Q, K and V fused into one product, 1/√d folded into Q's weights, residual
   sums fused into the products before each LayerNorm) and every LayerNorm sees real tokens only;
 * attention with no mask over runs of inputs of the same length (batches come sorted by length, so
-  equal lengths are neighbours): koe5's AVX-512 kernel (:mod:`koe5.attention`), one call a layer,
+  equal lengths are neighbours): koe5's kernel (:mod:`koe5.attention`, AVX-512 or AVX2), one call a layer,
   reading the fused Q/K/V output and writing the context rows; elsewhere one call of PyTorch's
   ``scaled_dot_product_attention`` per run on strided views of the fused output.
 
