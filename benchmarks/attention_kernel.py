@@ -5,7 +5,7 @@ one layer's attention both ways on the same fused Q/K/V matrix, interleaved, bes
 
 * PyTorch: ``scaled_dot_product_attention`` on strided views of the fused matrix, one call per run,
   copied into the context rows (what the unpadded encoder does without the kernel);
-* koe5: :func:`koe5.attention.attend`, one call for the layer.
+* koe5: :func:`koe5.cpu.attention.attend`, one call for the layer.
 
 Reported: nanoseconds per score (a score is one query-key pair of one head: 4·d FLOPs of Q·Kᵀ and P·V)
 and koe5's speed-up. The end-to-end effect is in ``benchmarks/cpu_speed.py`` (its row "koe5 torch,
@@ -50,7 +50,7 @@ def seconds(fn, *args, budget: float = 0.4) -> float:
 def main() -> None:
     import torch
 
-    from koe5 import attention
+    from koe5.cpu import attention
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,7 +93,7 @@ def main() -> None:
             )
     report = {
         "threads": torch.get_num_threads(),
-        "mkl_shim": koe5.mkl.status,
+        "mkl_shim": koe5.cpu.mkl.status,
         "pytorch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "code_path": code_path,
         "rows": rows,

@@ -5,7 +5,7 @@ tokens) and long passages (AutoRAG pages, ~300-512 tokens) it measures tokens/s 
 
 * plain ``SentenceTransformer.encode`` at batch 32 (the baseline), in a child process that never
   imports koe5, as a sentence-transformers user runs it (on AMD CPUs: MKL on its AVX2 path), and the
-  same in this process, where ``import koe5`` has moved MKL to AVX-512 (:mod:`koe5.mkl`),
+  same in this process, where ``import koe5`` has moved MKL to AVX-512 (:mod:`koe5.cpu.mkl`),
 * koe5 ``torch`` (token-budget batches, unpadded, koe5's attention kernel), ``onnx``, ``onnx-int8`` and
   ``auto``; ``torch`` unpadded with PyTorch's attention instead of koe5's kernel, on transformers'
   padded forward with koe5's packed linears, the same with PyTorch's own (MKL) linears, and ``torch``
@@ -126,13 +126,13 @@ def main() -> None:
 
     import koe5
 
-    koe5.mkl.enable()  # done by the import already: koe5 comes before torch so its MKL shim loads first
+    koe5.cpu.mkl.enable()  # done by the import already: koe5 comes before torch so its MKL shim loads first
     import torch
 
-    from koe5 import attention, onednn
-    from koe5.backends import ONNX_FILES, onnx_dir
-    from koe5.export import export_onnx, speed_samples
+    from koe5.cpu import attention, onednn
     from koe5.registry import ensure_default_model
+    from koe5.runtime.export import export_onnx, speed_samples
+    from koe5.runtime.onnx_runner import ONNX_FILES, onnx_dir
     from koe5.tasks import get_task
 
     folder = ensure_default_model()
@@ -196,7 +196,7 @@ def main() -> None:
     rate = max(libs.values()) * 1e9
     report = {
         "threads": torch.get_num_threads(),
-        "mkl_shim": koe5.mkl.status,
+        "mkl_shim": koe5.cpu.mkl.status,
         "attention_kernel": attention.status,
         "attention_code_path": attention.variant,
         "pytorch_cpu_capability": torch.backends.cpu.get_cpu_capability(),

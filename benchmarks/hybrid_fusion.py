@@ -16,9 +16,9 @@ import argparse
 import json
 import time
 
-from koe5.bench import DenseRetriever
 from koe5.embcache import EmbeddingCache
-from koe5.metrics import evaluate_run
+from koe5.evaluation import DenseRetriever
+from koe5.evaluation.metrics import evaluate_run
 from koe5.search import BM25Retriever, Fusion
 from koe5.search.hybrid import DEFAULT_FUSION
 from koe5.tasks import BUNDLED, get_task

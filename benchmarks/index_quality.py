@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from koe5.bench import DenseRetriever, evaluate_split
 from koe5.embcache import EmbeddingCache
+from koe5.evaluation import DenseRetriever, evaluate_split
 from koe5.search import BM25Retriever, HybridRetriever, IndexRetriever
 from koe5.tasks import BUNDLED, get_task
 

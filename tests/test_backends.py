@@ -12,10 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 import koe5
-from koe5.backends import CHOICE_FILE, onnx_dir
 from koe5.batching import length_sorted_batches, token_cost
 from koe5.cli import app
 from koe5.errors import ModelError
+from koe5.runtime.onnx_runner import onnx_dir
+from koe5.runtime.select import CHOICE_FILE
 
 pytest.importorskip("onnxruntime")
 
@@ -41,7 +42,7 @@ def test_budget_does_not_change_vectors(tiny, sample_texts):
 
 @pytest.fixture(scope="module")
 def exported(tiny_model_dir, tmp_path_factory):
-    from koe5.export import export_onnx
+    from koe5.runtime.export import export_onnx
 
     folder = tmp_path_factory.mktemp("onnx") / "tiny"
     shutil.copytree(tiny_model_dir, folder)
@@ -116,8 +117,8 @@ def test_auto_may_choose_torch_in_bf16_for_a_kind(exported, tiny, sample_texts):
 
 
 def test_gate_measures_torch_in_bf16_where_the_cpu_has_bf16(exported, monkeypatch):
-    from koe5 import export
-    from koe5.export import choose_backends, speed_samples
+    from koe5.runtime import export
+    from koe5.runtime.export import choose_backends, speed_samples
 
     texts = speed_samples(8, 2)
     try:
@@ -157,7 +158,7 @@ def test_cli_export_and_encode(exported, tmp_path):
 
 def test_quality_gate_on_the_bundled_subset(default_model_dir):
     """The gate itself, on the full default model: int8 may be chosen only within 0.005 NDCG@10."""
-    from koe5.export import GATE, choose_backends, export_onnx, speed_samples
+    from koe5.runtime.export import GATE, choose_backends, export_onnx, speed_samples
 
     export_onnx("default", int8=True)
     # fp32 ONNX is the same graph (checked above on the tiny model); small speed samples keep it quick
@@ -188,7 +189,7 @@ def test_quality_gate_on_the_bundled_subset(default_model_dir):
     ],
 )
 def test_pooling_mode_of_a_folder(tmp_path, config, want):
-    from koe5.backends import pooling_mode
+    from koe5.runtime.pooling import pooling_mode
 
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(config), encoding="utf-8")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from koe5.bench import DenseRetriever, FunctionRetriever, evaluate_tasks
 from koe5.cli import app
 from koe5.embcache import EmbeddingCache, encode_cached, model_fingerprint
-from koe5.leaderboard import collect
+from koe5.evaluation import DenseRetriever, FunctionRetriever, evaluate_tasks
+from koe5.evaluation.leaderboard import collect
 from koe5.tasks import get_task
 
 runner = CliRunner()

@@ -127,7 +127,7 @@ def test_batch_size_defaults_to_the_encoders(tiny_model_dir, monkeypatch):
 def test_env_reports_what_koe5_uses(default_model_dir):
     import torch
 
-    from koe5 import attention, mkl
+    from koe5.cpu import attention, mkl
 
     result = invoke("env", "--json")
     assert result.exit_code == 0, result.output

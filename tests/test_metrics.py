@@ -1,4 +1,4 @@
-"""koe5.metrics against pytrec_eval (the oracle MTEB uses) and against hand-checked cases."""
+"""koe5.evaluation.metrics against pytrec_eval (the oracle MTEB uses) and against hand-checked cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from koe5.errors import InputError
-from koe5.metrics import MTEB_KS, evaluate_run, run_from_scores
+from koe5.evaluation.metrics import MTEB_KS, evaluate_run, run_from_scores
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 

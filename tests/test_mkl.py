@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from koe5 import mkl
+from koe5.cpu import mkl
 
 AMD = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n"
 
@@ -69,7 +69,7 @@ STATUS_AND_PRODUCT = (
     "a, b = torch.randn(300, 384, generator=g), torch.randn(384, 500, generator=g)\n"
     "c = a @ b\n"
     "torch.save(c, {path!r})\n"
-    "print(koe5.mkl.status, hashlib.md5(c.numpy().tobytes()).hexdigest())\n"
+    "print(koe5.cpu.mkl.status, hashlib.md5(c.numpy().tobytes()).hexdigest())\n"
 )
 
 needs_shim = pytest.mark.skipif(
@@ -80,7 +80,7 @@ needs_shim = pytest.mark.skipif(
 def test_env_turns_it_off_and_torch_first_is_too_late(tmp_path):
     off = _in_fresh_python(STATUS_AND_PRODUCT.format(path=str(tmp_path / "a.pt")), KOE5_MKL_AVX512="0")
     assert off.split()[0] == "off"
-    late = _in_fresh_python("import torch, koe5; print(koe5.mkl.status)")
+    late = _in_fresh_python("import torch, koe5; print(koe5.cpu.mkl.status)")
     assert late in ("too late", "not needed", "not built")
     if mkl.cpu_wants_shim() and mkl.shim_path():
         assert late == "too late"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from koe5 import onednn
+from koe5.cpu import onednn
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch build has no oneDNN")
 

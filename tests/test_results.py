@@ -9,8 +9,8 @@ import pytest
 
 import koe5
 from koe5.errors import InputError
-from koe5.metrics import evaluate_run
-from koe5.results import MTEB_FORMAT_VERSION, read_task_result, write_task_result
+from koe5.evaluation.metrics import evaluate_run
+from koe5.evaluation.results import MTEB_FORMAT_VERSION, read_task_result, write_task_result
 
 
 def entry(**metrics):

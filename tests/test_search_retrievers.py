@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from koe5.bench import DenseRetriever, FunctionRetriever, evaluate_split, evaluate_tasks
 from koe5.embcache import EmbeddingCache
-from koe5.search.retrievers import BM25Retriever, HybridRetriever, IndexRetriever
+from koe5.evaluation import DenseRetriever, FunctionRetriever, evaluate_split, evaluate_tasks
+from koe5.evaluation.retrievers import BM25Retriever, HybridRetriever, IndexRetriever
 from koe5.tasks import get_task
 from koe5.tasks.data import assemble
 

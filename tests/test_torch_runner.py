@@ -12,8 +12,8 @@ import torch
 
 import koe5
 from koe5 import encoder as encoder_module
-from koe5.backends import TorchRunner
 from koe5.errors import ModelError
+from koe5.runtime.torch_runner import TorchRunner
 
 
 def _fresh_st(folder):
@@ -180,7 +180,7 @@ def test_cuda_pipeline_matches_cpu(tiny_model_dir, sample_texts, monkeypatch):
 
 
 def test_koe5_threads_sets_both_backends_threads(tiny_model_dir, monkeypatch):
-    from koe5.backends import cpu_threads
+    from koe5.runtime.hardware import cpu_threads
 
     before = torch.get_num_threads()
     assert cpu_threads() == before  # unset: PyTorch's own count

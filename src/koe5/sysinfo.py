@@ -23,12 +23,15 @@ def describe() -> dict[str, Any]:
     """The report, as plain JSON-ready values."""
     import torch
 
-    from koe5 import __version__, attention, mkl, onednn
-    from koe5.backends import auto_choice, cpu_has_native_bf16, cpu_threads
-    from koe5.cache import cache_dir
+    from koe5 import __version__, env
+    from koe5.cpu import attention, mkl, onednn
+    from koe5.cpu.features import cpu_vendor_and_flags
+    from koe5.env import cache_dir
     from koe5.registry import default_model_dir
+    from koe5.runtime.hardware import cpu_has_native_bf16, cpu_threads
+    from koe5.runtime.select import auto_choice
 
-    vendor, flags = mkl.cpu_vendor_and_flags()
+    vendor, flags = cpu_vendor_and_flags()
     cuda = torch.cuda.is_available()
     model = default_model_dir()
     attention.kernel()  # loads it (once) so that its status is known
@@ -60,6 +63,7 @@ def describe() -> dict[str, Any]:
             "attention_kernel": attention.status,
             "attention_code_path": attention.variant,
         },
+        "environment": env.settings(),
         "cache": str(cache_dir()),
         "default_model": {
             "folder": str(model) if model.exists() else None,

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from koe5.cache import atomic_write_bytes
 from koe5.errors import InputError
+from koe5.files import atomic_write_bytes
 
 
 @dataclass

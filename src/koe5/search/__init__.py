@@ -3,7 +3,8 @@
 Modules, in the order data flows through them: ``documents`` (reading JSONL/CSV/Parquet/folders),
 ``chunking`` (token-aware chunks), ``korean`` (Kiwi analysis), ``bm25`` (Korean BM25 on bm25s),
 ``dense`` (exact and HNSW vector search), ``hybrid`` (fusion), ``store`` (the folder on disk),
-``index`` (:class:`Index`: build, add, delete, search), ``retrievers`` (for ``koe5 bench``).
+``index`` (:class:`Index`: build, add, delete, search). The benchmark's retrievers over these
+parts live in :mod:`koe5.evaluation.retrievers`: evaluation depends on search, never the reverse.
 
 Example::
 
@@ -22,14 +23,12 @@ from koe5.search.documents import Document, DocumentSource
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion
 from koe5.search.index import MODES, Hit, Index
 from koe5.search.korean import DEFAULT_TAGS, KiwiAnalyzer
-from koe5.search.retrievers import BM25Retriever, HybridRetriever, IndexRetriever
 
 __all__ = [
     "ANN_THRESHOLD",
     "DEFAULT_FUSION",
     "DEFAULT_TAGS",
     "MODES",
-    "BM25Retriever",
     "Chunk",
     "Chunker",
     "DenseIndex",
@@ -38,9 +37,20 @@ __all__ = [
     "Fusion",
     "HNSWParams",
     "Hit",
-    "HybridRetriever",
     "Index",
-    "IndexRetriever",
     "KiwiAnalyzer",
     "KoreanBM25",
 ]
+
+_MOVED = {"BM25Retriever", "HybridRetriever", "IndexRetriever"}  # to koe5.evaluation, kept for one release
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import warnings
+
+        from koe5 import evaluation
+
+        warnings.warn(f"koe5.search.{name} moved to koe5.evaluation", DeprecationWarning, stacklevel=2)
+        return getattr(evaluation, name)
+    raise AttributeError(f"module 'koe5.search' has no attribute {name!r}")

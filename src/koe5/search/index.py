@@ -845,7 +845,7 @@ def _finish(partial: Path, manifest: dict, settings: dict, skipped: Counter[str]
 
 def _move_into_place(partial: Path, folder: Path) -> None:
     """Rename the finished build to ``folder``; an index already there is swapped out only now."""
-    from koe5.cache import swap_into_place
+    from koe5.files import swap_into_place
 
     (partial / store.LOCK).unlink(missing_ok=True)
     swap_into_place(partial, folder)

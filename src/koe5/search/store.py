@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from koe5.cache import atomic_dir, atomic_write_bytes
 from koe5.errors import IndexFormatError
+from koe5.files import atomic_dir, atomic_write_bytes
 
 FORMAT = "koe5-index"
 VERSION = 1

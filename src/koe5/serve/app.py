@@ -468,13 +468,13 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
 
 
 def _native_status(module: str) -> str | None:
-    """What one of koe5's C speed-ups (``koe5.mkl``, ``koe5.attention``) found in this process."""
+    """What one of koe5's C speed-ups (``koe5.cpu.mkl``, ``koe5.cpu.attention``) found in this process."""
     return importlib.import_module(f"koe5.{module}").status
 
 
 def _dtype(encoder) -> str:
     """The served model's number format, in text-embeddings-inference's words."""
-    from koe5.backends import DTYPES
+    from koe5.runtime.base import DTYPES
 
     precision = getattr(encoder, "precision", None)
     if precision is not None and "onnx" not in encoder.backend:
@@ -485,8 +485,8 @@ def _dtype(encoder) -> str:
 def _pooling(encoder) -> str:
     from pathlib import Path
 
-    from koe5.backends import pooling_mode
     from koe5.errors import ModelError
+    from koe5.runtime.pooling import pooling_mode
 
     folder = Path(encoder.path)
     if not folder.is_dir():

@@ -1,4 +1,4 @@
-"""Retrieval metrics during and after training, computed by koe5's benchmark code (``koe5.bench``).
+"""Retrieval metrics during and after training, computed by koe5's benchmark code (:mod:`koe5.evaluation`).
 
 A held-out part of the training rows becomes a small retrieval task (its queries against its
 positives and negatives); benchmark tasks (``PublicHealthQA``, …) are loaded once and scored as
@@ -78,7 +78,7 @@ class RetrievalEvaluator(BaseEvaluator):
     def __call__(
         self, model: Any, output_path: str | None = None, epoch: float = -1, steps: int = -1
     ) -> dict[str, float]:
-        from koe5.bench import DenseRetriever, evaluate_split
+        from koe5.evaluation import DenseRetriever, evaluate_split
 
         started = time.perf_counter()
         was_training, length = model.training, model.max_seq_length

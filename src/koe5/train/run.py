@@ -28,12 +28,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from koe5.errors import InputError
+from koe5.files import atomic_dir, atomic_write_bytes
+
 # On CPUs with bf16 hardware, bf16 autocast trains the default model faster than fp32 (measured on an
 # AMD Zen 5 by benchmarks/finetune_korean.py: 14 vs 22 s a step before koe5's MKL shim; with the shim,
 # which speeds fp32 up 1.7x, a one-off forward + backward check still had bf16 ~1.3x ahead).
-from koe5.backends import cpu_has_native_bf16
-from koe5.cache import atomic_dir, atomic_write_bytes
-from koe5.errors import InputError
+from koe5.runtime.hardware import cpu_has_native_bf16
 from koe5.train.callbacks import JsonlLog, write_log_record
 from koe5.train.checkpoints import checkpoint_step, last_checkpoint
 from koe5.train.config import TrainConfig, to_toml, tomllib_loads

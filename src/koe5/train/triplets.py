@@ -277,7 +277,7 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write rows as JSONL, CSV/TSV or Parquet (by extension), through a temporary file and a rename."""
     import io
 
-    from koe5.cache import atomic_write_bytes
+    from koe5.files import atomic_write_bytes
 
     path = Path(path)
     suffix = path.suffix.lower()

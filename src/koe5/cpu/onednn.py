@@ -19,15 +19,15 @@ import copy
 
 import torch
 
-from koe5.mkl import switched_off
+from koe5 import env
 
 #: Set ``KOE5_ONEDNN=0`` to keep PyTorch's own CPU kernels.
-ENV = "KOE5_ONEDNN"
+ENV = env.ONEDNN.name
 
 
 def available() -> bool:
     """Whether this PyTorch build can run packed oneDNN linears (and the user has not opted out)."""
-    if switched_off(ENV):
+    if env.switched_off(env.ONEDNN):
         return False
     ops = torch.ops.mkldnn
     return (

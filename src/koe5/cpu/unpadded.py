@@ -8,16 +8,15 @@ always pads. So for the architectures E5 models use (``BertModel``, ``XLMRoberta
 positions, post-LayerNorm, exact GELU), pooled by mean or CLS, koe5 runs the encoder itself:
 
 * the tokens of all inputs in one ``(tokens, hidden)`` matrix: every linear layer (through oneDNN,
-  see :mod:`koe5.onednn`; Q, K and V fused into one product, 1/√d folded into Q's weights, residual
+  see :mod:`koe5.cpu.onednn`; Q, K and V fused into one product, 1/√d folded into Q's weights, residual
   sums fused into the products before each LayerNorm) and every LayerNorm sees real tokens only;
 * attention with no mask over runs of inputs of the same length (batches come sorted by length, so
-  equal lengths are neighbours): koe5's kernel (:mod:`koe5.attention`, AVX-512 or AVX2), one call a layer,
+  equal lengths are neighbours): koe5's kernel (:mod:`koe5.cpu.attention`, AVX-512 or AVX2), one call a layer,
   reading the fused Q/K/V output and writing the context rows; elsewhere one call of PyTorch's
   ``scaled_dot_product_attention`` per run on strided views of the fused output.
 
-Measured on koe5's 2-core Zen 5 (``benchmarks/cpu_speed.py``): 1.04-1.16× the padded path with the
-same packed linears with PyTorch's attention, 1.05-1.29× with koe5's kernel; vectors equal to it
-within 2e-6. Inputs are right-padded (as koe5 pads them).
+``benchmarks/cpu_speed.py`` measures it against the padded path with the same packed linears
+(docs/performance.md); vectors equal that path's within 2e-6. Inputs are right-padded (as koe5 pads them).
 Anything else (other architectures, pooling modes, ``include_prompt=False``, adapters around the
 linear layers, half precision) keeps the padded path.
 """
@@ -28,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from koe5 import attention
-from koe5.backends import pooling_name
-from koe5.onednn import PackedLinear
+from koe5.cpu import attention
+from koe5.cpu.onednn import PackedLinear
+from koe5.runtime.pooling import pooling_name
 
 _POOLING = ("mean", "cls")
 
@@ -58,7 +57,7 @@ class UnpaddedEncoder:
         self.heads = config.num_attention_heads
         self.head_dim = self.hidden // self.heads
         self.pooling = pooling
-        #: koe5's attention kernel serves this head size here (:mod:`koe5.attention`)
+        #: koe5's attention kernel serves this head size here (:mod:`koe5.cpu.attention`)
         self.attention_kernel = attention.available(self.head_dim)
         emb = bert.embeddings
         self.word = emb.word_embeddings.weight
