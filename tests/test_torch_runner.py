@@ -17,9 +17,9 @@ from koe5.runtime.torch_runner import TorchRunner
 
 
 def _fresh_st(folder):
-    from koe5.encoder import _load_sentence_transformer
+    from koe5.runtime.torch_runner import load_sentence_transformer
 
-    return _load_sentence_transformer(str(folder), "cpu")
+    return load_sentence_transformer(str(folder), "cpu")
 
 
 def test_fast_tokenize_equals_the_hugging_face_call(tiny, sample_texts):

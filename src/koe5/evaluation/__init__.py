@@ -14,7 +14,6 @@ Example::
     results = evaluate_tasks(DenseRetriever(koe5.load()), ["PublicHealthQA"])
 """
 
-from koe5.evaluation.runner import evaluate_split, evaluate_task, evaluate_tasks, model_label
 from koe5.evaluation.retrievers import (
     BM25Retriever,
     DenseRetriever,
@@ -24,6 +23,7 @@ from koe5.evaluation.retrievers import (
     Retriever,
     Run,
 )
+from koe5.evaluation.runner import evaluate_split, evaluate_task, evaluate_tasks, model_label
 
 __all__ = [
     "BM25Retriever",

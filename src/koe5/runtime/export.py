@@ -53,10 +53,10 @@ def local_folder(model: str) -> Path:
         return folder
     copy = cache_dir() / "models" / location.replace("/", "--")
     if not copy.is_dir():
-        from koe5.encoder import _load_sentence_transformer
         from koe5.files import atomic_dir
+        from koe5.runtime.torch_runner import load_sentence_transformer
 
-        st = _load_sentence_transformer(location, "cpu")
+        st = load_sentence_transformer(location, "cpu")
         with atomic_dir(copy) as tmp:
             st.save(str(tmp))
     return copy

@@ -23,6 +23,7 @@ from koe5.search.documents import Document, DocumentSource
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion
 from koe5.search.index import MODES, Hit, Index
 from koe5.search.korean import DEFAULT_TAGS, KiwiAnalyzer
+from koe5.search.opening import open_index
 
 __all__ = [
     "ANN_THRESHOLD",
@@ -40,6 +41,7 @@ __all__ = [
     "Index",
     "KiwiAnalyzer",
     "KoreanBM25",
+    "open_index",
 ]
 
 _MOVED = {"BM25Retriever", "HybridRetriever", "IndexRetriever"}  # to koe5.evaluation, kept for one release
