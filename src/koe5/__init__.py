@@ -6,8 +6,7 @@
 (1, 384)
 """
 
-__version__ = "0.1.0"
-
+from koe5._version import __version__
 from koe5.cpu import mkl as _mkl
 from koe5.encoder import Encoder, load
 from koe5.errors import InputError, Koe5Error, ModelCacheError, ModelError, SourceFormatError

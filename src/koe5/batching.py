@@ -3,8 +3,8 @@
 Padding is the main avoidable CPU cost, so inputs are sorted by token length and each batch holds
 inputs of similar length, longest first (an out-of-memory error then shows up on the first batch,
 not after minutes of work). A batch is bounded by a token budget rather than a count: on a CPU, 32
-inputs of 400 tokens make attention matrices that fall out of cache (measured: 8 per batch is 1.2×
-faster than 32 on long passages), while 32 short queries are better than 8. The budget counts padded
+inputs of 400 tokens make attention matrices that fall out of cache (fewer long passages per batch
+run faster; docs/performance.md), while 32 short queries are better than 8. The budget counts padded
 tokens, with attention's quadratic cost folded in as extra tokens.
 """
 

@@ -223,8 +223,8 @@ class Encoder:
         """``(offset, token ids)`` of consecutive chunks of ``texts``.
 
         On a CPU, one chunk: every input is sorted by length together. Where the model runs
-        asynchronously (CUDA), tokenising is the larger part of the work for a small model (measured
-        on an H100: 45-60 % of koe5's time with e5-small), so chunks of ``PIPELINE_CHUNK`` texts are
+        asynchronously (CUDA), tokenising is the larger part of the work for a small model
+        (``benchmarks/gpu_speed.py``; docs/performance.md), so chunks of ``PIPELINE_CHUNK`` texts are
         tokenised in a background thread while the GPU encodes the previous chunk; the Rust tokenizer
         releases the GIL.
         """

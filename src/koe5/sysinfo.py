@@ -23,7 +23,8 @@ def describe() -> dict[str, Any]:
     """The report, as plain JSON-ready values."""
     import torch
 
-    from koe5 import __version__, env
+    from koe5 import env
+    from koe5._version import __version__
     from koe5.cpu import attention, mkl, onednn
     from koe5.cpu.features import cpu_vendor_and_flags
     from koe5.env import cache_dir

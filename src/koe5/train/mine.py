@@ -103,6 +103,43 @@ def mine_hard_negatives(
     queries that got all ``num_negatives``. ``encoder`` (a :class:`koe5.Encoder`) is needed for
     ``method="dense"``; ``analyzer`` optionally replaces BM25's default Kiwi analyzer.
     """
+    _check_arguments(rows, method, encoder, range_min, range_max, num_negatives, sampling, output_format)
+    corpus_list, positives, guards = _corpus_and_guards(rows, corpus)
+    # n-tuples need the same number of negatives in every row: a given one counts only when n = 1
+    keep = keep_given and (output_format == "triplet" or num_negatives == 1)
+    todo = [i for i, r in enumerate(rows) if not (keep and r.get("negative"))]
+    queries = list(dict.fromkeys(rows[i]["query"] for i in todo))
+
+    report = MineReport(queries=len(queries), kept_given=len(rows) - len(todo))
+    picked: dict[str, list[int]] = {}
+    if queries:
+        if method == "dense":
+            scores_of = _dense_scores(encoder, queries, corpus_list, batch_size, show_progress)
+        else:
+            scores_of = _bm25_scores(corpus_list, queries, analyzer)
+        window = _Window(range_min, range_max, margin, relative_margin, method == "bm25")
+        rng = random.Random(seed)
+        block = 256
+        for start in range(0, len(queries), block):
+            scores = scores_of(start, min(start + block, len(queries)))
+            for offset, row_scores in enumerate(scores):
+                query = queries[start + offset]
+                allowed = window.candidates(
+                    row_scores, query, corpus_list, positives[query], guards[query], report
+                )
+                if sampling == "random" and len(allowed) > num_negatives:
+                    allowed = sorted(rng.sample(allowed, num_negatives), key=allowed.index)
+                picked[query] = allowed[:num_negatives]
+    histogram = Counter(len(picked[q]) for q in queries)
+    report.histogram = dict(sorted(histogram.items(), reverse=True))
+    out = _output_rows(rows, set(todo), picked, corpus_list, output_format, num_negatives)
+    report.rows_out = len(out)
+    return out, report
+
+
+def _check_arguments(
+    rows, method, encoder, range_min, range_max, num_negatives, sampling, output_format
+) -> None:
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if method == "dense" and encoder is None:
@@ -120,13 +157,16 @@ def mine_hard_negatives(
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise InputError(f"row {i + 1}: field {key!r} is missing or empty")
 
-    # Deduplicated texts: the corpus is the given texts plus every positive.
+
+def _corpus_and_guards(
+    rows: Sequence[Mapping[str, str]], corpus: Sequence[str]
+) -> tuple[list[str], dict[str, set[int]], dict[str, set[int]]]:
+    """The deduplicated corpus (the given texts plus every positive), and per query the corpus rows of
+    its positives and of its group's positives (paraphrases of one programme, one StrategyQA term:
+    likely false negatives too), which are never its negatives."""
     texts: dict[str, int] = {}
     for text in [*corpus, *(r["positive"] for r in rows)]:
         texts.setdefault(text, len(texts))
-    corpus_list = list(texts)
-    # Never a negative: the query's positives, nor the positives of its group (paraphrases of one
-    # programme, one StrategyQA term: likely false negatives too).
     by_group: dict[str, set[int]] = {}
     for r in rows:
         if r.get("group"):
@@ -136,50 +176,43 @@ def mine_hard_negatives(
     for r in rows:
         positives.setdefault(r["query"], set()).add(texts[r["positive"]])
         guards.setdefault(r["query"], set()).update(by_group.get(r.get("group") or "", ()))
-    # n-tuples need the same number of negatives in every row: a given one counts only when n = 1
-    keep = keep_given and (output_format == "triplet" or num_negatives == 1)
-    todo = [i for i, r in enumerate(rows) if not (keep and r.get("negative"))]
-    queries = list(dict.fromkeys(rows[i]["query"] for i in todo))
+    return list(texts), positives, guards
 
-    report = MineReport(queries=len(queries), kept_given=len(rows) - len(todo))
-    rng = random.Random(seed)
-    picked: dict[str, list[int]] = {}
-    if queries:
-        if method == "dense":
-            scores_of = _dense_scores(encoder, queries, corpus_list, batch_size, show_progress)
-        else:
-            scores_of = _bm25_scores(corpus_list, queries, analyzer)
-        block = 256
-        for start in range(0, len(queries), block):
-            scores = scores_of(start, min(start + block, len(queries)))
-            for offset, row_scores in enumerate(scores):
-                query = queries[start + offset]
-                own = positives[query] | guards[query]
-                depth = min(range_max + len(own) + 1, len(row_scores))  # room for what is skipped below
-                top = np.argpartition(-row_scores, depth - 1)[:depth]
-                top = top[np.argsort(-row_scores[top], kind="stable")]
-                ranked = [int(j) for j in top if int(j) not in own and corpus_list[int(j)] != query]
-                window = ranked[range_min:range_max]
-                floor = min(float(row_scores[j]) for j in positives[query])  # the weakest positive
-                allowed = [j for j in window if _keep(float(row_scores[j]), floor, margin, relative_margin)]
-                report.dropped_by_margin += len(window) - len(allowed)
-                if method == "bm25":
-                    allowed = [j for j in allowed if row_scores[j] > 0]  # sharing no term is no hard negative
-                if sampling == "random" and len(allowed) > num_negatives:
-                    allowed = sorted(rng.sample(allowed, num_negatives), key=allowed.index)
-                picked[query] = allowed[:num_negatives]
-    histogram = Counter(len(picked[q]) for q in queries)
-    report.histogram = dict(sorted(histogram.items(), reverse=True))
 
+@dataclass(frozen=True)
+class _Window:
+    """Which ranks may give negatives, and the false-negative guard of the margin below the positive."""
+
+    range_min: int
+    range_max: int
+    margin: float
+    relative: bool
+    lexical: bool  # BM25: a text sharing no term with the query is no hard negative
+
+    def candidates(self, row_scores, query: str, corpus: list[str], positives, guards, report) -> list[int]:
+        own = positives | guards
+        depth = min(self.range_max + len(own) + 1, len(row_scores))  # room for what is skipped below
+        top = np.argpartition(-row_scores, depth - 1)[:depth]
+        top = top[np.argsort(-row_scores[top], kind="stable")]
+        ranked = [int(j) for j in top if int(j) not in own and corpus[int(j)] != query]
+        window = ranked[self.range_min : self.range_max]
+        floor = min(float(row_scores[j]) for j in positives)  # the weakest positive
+        allowed = [j for j in window if _keep(float(row_scores[j]), floor, self.margin, self.relative)]
+        report.dropped_by_margin += len(window) - len(allowed)
+        if self.lexical:
+            allowed = [j for j in allowed if row_scores[j] > 0]
+        return allowed
+
+
+def _output_rows(rows, todo: set[int], picked, corpus: list[str], output_format: str, n: int) -> list[dict]:
+    """The mined rows in ko-triplet columns: one per negative, or one n-tuple per complete query."""
     out: list[dict[str, str]] = []
-    todo_set = set(todo)
     for i, row in enumerate(rows):
         extra = {k: v for k, v in row.items() if k not in ("query", "positive", "negative")}
         base = {"query": row["query"], "document": row["positive"]}
-        negatives = [row["negative"]] if i not in todo_set else [corpus_list[j] for j in picked[row["query"]]]
+        negatives = [row["negative"]] if i not in todo else [corpus[j] for j in picked[row["query"]]]
         if output_format == "triplet":
-            out.extend({**base, "hard_negative": n, **extra} for n in negatives)
-        elif len(negatives) == num_negatives or i not in todo_set:
-            out.append({**base, **{f"hard_negative_{k}": n for k, n in enumerate(negatives, 1)}, **extra})
-    report.rows_out = len(out)
-    return out, report
+            out.extend({**base, "hard_negative": neg, **extra} for neg in negatives)
+        elif len(negatives) == n or i not in todo:
+            out.append({**base, **{f"hard_negative_{k}": neg for k, neg in enumerate(negatives, 1)}, **extra})
+    return out

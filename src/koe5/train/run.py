@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -28,12 +27,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from koe5 import env
 from koe5.errors import InputError
 from koe5.files import atomic_dir, atomic_write_bytes
 
-# On CPUs with bf16 hardware, bf16 autocast trains the default model faster than fp32 (measured on an
-# AMD Zen 5 by benchmarks/finetune_korean.py: 14 vs 22 s a step before koe5's MKL shim; with the shim,
-# which speeds fp32 up 1.7x, a one-off forward + backward check still had bf16 ~1.3x ahead).
+# On CPUs with bf16 hardware, bf16 autocast trains the default model faster than fp32, with koe5's MKL
+# shim too (benchmarks/finetune_korean.py; figures in docs/performance.md).
 from koe5.runtime.hardware import cpu_has_native_bf16
 from koe5.train.callbacks import JsonlLog, write_log_record
 from koe5.train.checkpoints import checkpoint_step, last_checkpoint
@@ -72,7 +71,7 @@ class TrainResult:
 
 def _world() -> tuple[int, int]:
     """(rank, world size) as torchrun / accelerate launch set them (before any process group exists)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return env.integer(env.RANK, 0), env.integer(env.WORLD_SIZE, 1)
 
 
 def split_heldout(rows: Triplets, amount: float, seed: int) -> tuple[list[int], list[int]]:
@@ -210,7 +209,7 @@ def train(
     ``gather_across_devices``, every device's rows are negatives for every query.
     """
     config = _absolute(config.validate())
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import SentenceTransformerTrainer
 
     from koe5.registry import resolve
 
@@ -224,56 +223,16 @@ def train(
         config.model, query_prefix=config.query_prefix, passage_prefix=config.passage_prefix
     )
     dataset, groups, splits = _training_data(config)
-    model = load_model(location)
-    full_length = model.max_seq_length
-    if config.max_length:
-        model.max_seq_length = config.max_length
-    prompts = {"query": spec.query_prefix, "passage": spec.passage_prefix, "document": spec.passage_prefix}
-    model.prompts = {k: v for k, v in prompts.items() if v}
-    column_prompts = {name: spec.passage_prefix for name in dataset.column_names}
-    column_prompts["query"] = spec.query_prefix
-    column_prompts = {k: v for k, v in column_prompts.items() if v}
+    model, column_prompts, full_length = _prompted_model(location, spec, config, dataset.column_names)
     guide = load_model(resolve(config.guide)[1]) if config.loss == "gist" else None
     loss = build_loss(model, config, guide=guide, world_size=world_size)
 
     evaluator = None
     if splits or config.eval_tasks:
         evaluator = RetrievalEvaluator(splits, tasks=config.eval_tasks, spec=spec, max_length=full_length)
-
     keys = row_keys([dataset[name] for name in dataset.column_names], groups)
-    import torch
-
-    precision = _precision(config)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=config.batch_size // world_size,
-        learning_rate=config.lr,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        warmup_steps=config.warmup,
-        weight_decay=config.weight_decay,
-        lr_scheduler_type=config.scheduler,
-        optim=config.optimizer,
-        seed=config.seed,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        eval_strategy="steps" if evaluator else "no",
-        eval_steps=config.eval_steps or config.save_steps,
-        prompts=column_prompts or None,
-        batch_sampler=partial(GroupBatchSampler, keys=keys, world_size=world_size),
-        dataloader_drop_last=world_size > 1,
-        # without a GPU: accelerate's MULTI_CPU mode (several processes, with gloo) and bf16 autocast
-        # on the CPU both need use_cpu
-        use_cpu=not torch.cuda.is_available() and (world_size > 1 or precision["bf16"]),
-        ddp_backend=None if torch.cuda.is_available() or world_size == 1 else "gloo",
-        report_to=["tensorboard"] if _has_tensorboard() else "none",
-        disable_tqdm=not show_progress,
-        **precision,
-        # transformers 5 renamed it; passing it only when on keeps older versions working, without warnings
-        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
+    args = _training_arguments(
+        config, out, column_prompts, keys, world_size, evaluator is not None, show_progress
     )
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -309,10 +268,77 @@ def train(
         return TrainResult(out, model_path, steps, metrics, checkpoint)
 
     metrics.update(_save_final(model, config, location, evaluator, jsonl.last_eval, steps))
+    _write_summary(out, config, steps, metrics, model_path)
+    return TrainResult(out, model_path, steps, metrics, checkpoint)
+
+
+def _write_summary(out: Path, config: TrainConfig, steps: int, metrics: dict, model_path: Path) -> None:
+    """``eval.json`` and the ``final`` record of ``log.jsonl``."""
     summary = {"steps": steps, "merge_base": config.merge_base, "model": str(model_path), **metrics}
     atomic_write_bytes(out / "eval.json", json.dumps(summary, indent=2, ensure_ascii=False).encode("utf-8"))
     write_log_record(out / "log.jsonl", {"step": steps, "event": "final", **metrics.get("final", {})})
-    return TrainResult(out, model_path, steps, metrics, checkpoint)
+
+
+def _prompted_model(location: str, spec, config: TrainConfig, columns: list[str]):
+    """The model to train (its prompts set from ``spec``, its length limit from ``config``), the prompt
+    of each data column (the query column gets the query prefix, every other column the passage
+    prefix) and the model's own length limit, which the saved model gets back."""
+    model = load_model(location)
+    full_length = model.max_seq_length
+    if config.max_length:
+        model.max_seq_length = config.max_length
+    prompts = {"query": spec.query_prefix, "passage": spec.passage_prefix, "document": spec.passage_prefix}
+    model.prompts = {k: v for k, v in prompts.items() if v}
+    column_prompts = {name: spec.passage_prefix for name in columns}
+    column_prompts["query"] = spec.query_prefix
+    return model, {k: v for k, v in column_prompts.items() if v}, full_length
+
+
+def _training_arguments(
+    config: TrainConfig,
+    out: Path,
+    column_prompts: dict[str, str],
+    keys,
+    world_size: int,
+    evaluating: bool,
+    show_progress: bool,
+):
+    """sentence-transformers' training arguments for ``config``."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    precision = _precision(config)
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=config.batch_size // world_size,
+        learning_rate=config.lr,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        warmup_steps=config.warmup,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.scheduler,
+        optim=config.optimizer,
+        seed=config.seed,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=config.eval_steps or config.save_steps,
+        prompts=column_prompts or None,
+        batch_sampler=partial(GroupBatchSampler, keys=keys, world_size=world_size),
+        dataloader_drop_last=world_size > 1,
+        # without a GPU: accelerate's MULTI_CPU mode (several processes, with gloo) and bf16 autocast
+        # on the CPU both need use_cpu
+        use_cpu=not torch.cuda.is_available() and (world_size > 1 or precision["bf16"]),
+        ddp_backend=None if torch.cuda.is_available() or world_size == 1 else "gloo",
+        report_to=["tensorboard"] if _has_tensorboard() else "none",
+        disable_tqdm=not show_progress,
+        **precision,
+        # transformers 5 renamed it; passing it only when on keeps older versions working, without warnings
+        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
+    )
 
 
 def _leave_process_group() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import random
 import re
 import unicodedata
@@ -29,12 +28,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from koe5 import env
 from koe5.errors import InputError
 
 log = logging.getLogger("koe5")
 
 Row = dict[str, str]
-ENV = "KOE5_TRAIN_DATA"
+ENV = env.TRAIN_DATA.name
 
 
 @dataclass(frozen=True)
@@ -47,91 +47,16 @@ class Source:
     origin: str
     licence: str
     shape: str
-
-
-SOURCES: dict[str, Source] = {
-    s.name: s
-    for s in (
-        Source(
-            "strategyqa_ko",
-            "strategyqa_ko",
-            ("task169_strategyqa_sentence_generation_ko.json",),
-            "sionic-ai/Data_StrategyQA, task169 (Korean StrategyQA)",
-            "MIT",
-            "question → the facts that answer it; grouped by term",
-        ),
-        Source(
-            "welfare_qa",
-            "welfare_qa",
-            ("QA_total.csv",),
-            "ash-hun/Welfare-QA, QA_total.csv",
-            "MIT",
-            "question → answer; grouped by programme (~20 paraphrased questions each)",
-        ),
-        Source(
-            "chatbot",
-            "chatbot",
-            ("ChatbotData.csv",),
-            "songys/Chatbot_data, ChatbotData.csv",
-            "MIT",
-            "chat message → reply; grouped by reply",
-        ),
-        Source(
-            "question_pair",
-            "question_pair",
-            ("kor_pair_train.csv", "kor_Pair_test.csv"),
-            "songys/Question_pair",
-            "MIT",
-            "question → the same question reworded (label 0)",
-        ),
-        Source(
-            "parakqc",
-            "parakqc",
-            ("paraKQC_v1.txt",),
-            "warnikchow/paraKQC, data/paraKQC_v1.txt",
-            "CC BY-SA 4.0",
-            "paraphrase → paraphrase within a set of ten; grouped by set",
-        ),
-        Source(
-            "kornli",
-            "kornlu",
-            ("xnli.dev.ko.tsv", "xnli.test.ko.tsv"),
-            "kakaobrain/KorNLUDatasets, KorNLI xnli.{dev,test}.ko.tsv",
-            "CC BY-SA 4.0",
-            "premise → entailment, contradiction as hard negative; grouped by premise",
-        ),
-        Source(
-            "korsts",
-            "kornlu",
-            ("sts-train.tsv", "sts-dev.tsv", "sts-test.tsv"),
-            "kakaobrain/KorNLUDatasets, KorSTS sts-*.tsv",
-            "CC BY-SA 4.0",
-            "sentence → sentence of similarity ≥ 4.0 of 5",
-        ),
-        Source(
-            "klue_nli",
-            "klue",
-            ("klue-nli-v1.1_dev.json",),
-            "KLUE-benchmark/KLUE, klue-nli-v1.1_dev.json",
-            "CC BY-SA 4.0",
-            "premise → entailment, contradiction as hard negative; grouped by premise",
-        ),
-        Source(
-            "klue_sts",
-            "klue",
-            ("klue-sts-v1.1_dev.json",),
-            "KLUE-benchmark/KLUE, klue-sts-v1.1_dev.json",
-            "CC BY-SA 4.0",
-            "sentence → sentence of similarity ≥ 4.0 of 5",
-        ),
-    )
-}
+    #: the published files (in ``files``' order) → rows with ``query``, ``positive``, ``group``
+    #: and, where the data has one, ``negative``
+    read: Callable[[Sequence[Path]], Iterable[Row]]
 
 
 def default_source_dir() -> Path | None:
     """``$KOE5_TRAIN_DATA``, else ``../shared/data/train`` beside a source checkout of koe5."""
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV]).expanduser()
+    chosen = env.path(env.TRAIN_DATA)
+    if chosen is not None:
+        return chosen
     repo = Path(__file__).resolve().parents[3]  # src/koe5/train/sources.py -> the repository
     candidate = repo.parent / "shared" / "data" / "train"
     return candidate if candidate.is_dir() else None
@@ -257,16 +182,91 @@ def _klue_sts(paths: Sequence[Path]) -> Iterable[Row]:
     yield from _sts((_clean(x["sentence1"]), _clean(x["sentence2"]), x["labels"]["label"]) for x in data)
 
 
-READERS: dict[str, Callable[[Sequence[Path]], Iterable[Row]]] = {
-    "strategyqa_ko": _strategyqa,
-    "welfare_qa": _welfare,
-    "chatbot": _chatbot,
-    "question_pair": _question_pair,
-    "parakqc": _parakqc,
-    "kornli": _kornli,
-    "korsts": _korsts,
-    "klue_nli": _klue_nli,
-    "klue_sts": _klue_sts,
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            name="strategyqa_ko",
+            folder="strategyqa_ko",
+            files=("task169_strategyqa_sentence_generation_ko.json",),
+            origin="sionic-ai/Data_StrategyQA, task169 (Korean StrategyQA)",
+            licence="MIT",
+            shape="question → the facts that answer it; grouped by term",
+            read=_strategyqa,
+        ),
+        Source(
+            name="welfare_qa",
+            folder="welfare_qa",
+            files=("QA_total.csv",),
+            origin="ash-hun/Welfare-QA, QA_total.csv",
+            licence="MIT",
+            shape="question → answer; grouped by programme (~20 paraphrased questions each)",
+            read=_welfare,
+        ),
+        Source(
+            name="chatbot",
+            folder="chatbot",
+            files=("ChatbotData.csv",),
+            origin="songys/Chatbot_data, ChatbotData.csv",
+            licence="MIT",
+            shape="chat message → reply; grouped by reply",
+            read=_chatbot,
+        ),
+        Source(
+            name="question_pair",
+            folder="question_pair",
+            files=("kor_pair_train.csv", "kor_Pair_test.csv"),
+            origin="songys/Question_pair",
+            licence="MIT",
+            shape="question → the same question reworded (label 0)",
+            read=_question_pair,
+        ),
+        Source(
+            name="parakqc",
+            folder="parakqc",
+            files=("paraKQC_v1.txt",),
+            origin="warnikchow/paraKQC, data/paraKQC_v1.txt",
+            licence="CC BY-SA 4.0",
+            shape="paraphrase → paraphrase within a set of ten; grouped by set",
+            read=_parakqc,
+        ),
+        Source(
+            name="kornli",
+            folder="kornlu",
+            files=("xnli.dev.ko.tsv", "xnli.test.ko.tsv"),
+            origin="kakaobrain/KorNLUDatasets, KorNLI xnli.{dev,test}.ko.tsv",
+            licence="CC BY-SA 4.0",
+            shape="premise → entailment, contradiction as hard negative; grouped by premise",
+            read=_kornli,
+        ),
+        Source(
+            name="korsts",
+            folder="kornlu",
+            files=("sts-train.tsv", "sts-dev.tsv", "sts-test.tsv"),
+            origin="kakaobrain/KorNLUDatasets, KorSTS sts-*.tsv",
+            licence="CC BY-SA 4.0",
+            shape="sentence → sentence of similarity ≥ 4.0 of 5",
+            read=_korsts,
+        ),
+        Source(
+            name="klue_nli",
+            folder="klue",
+            files=("klue-nli-v1.1_dev.json",),
+            origin="KLUE-benchmark/KLUE, klue-nli-v1.1_dev.json",
+            licence="CC BY-SA 4.0",
+            shape="premise → entailment, contradiction as hard negative; grouped by premise",
+            read=_klue_nli,
+        ),
+        Source(
+            name="klue_sts",
+            folder="klue",
+            files=("klue-sts-v1.1_dev.json",),
+            origin="KLUE-benchmark/KLUE, klue-sts-v1.1_dev.json",
+            licence="CC BY-SA 4.0",
+            shape="sentence → sentence of similarity ≥ 4.0 of 5",
+            read=_klue_sts,
+        ),
+    )
 }
 
 
@@ -275,7 +275,8 @@ def read_source(name: str, root: str | Path) -> list[Row]:
     if name not in SOURCES:
         raise InputError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
     rows = []
-    for row in READERS[name](_files(Path(root), SOURCES[name])):
+    source = SOURCES[name]
+    for row in source.read(_files(Path(root), source)):
         if not row["query"] or not row["positive"] or row["query"] == row["positive"]:
             continue
         if "negative" in row and (not row["negative"] or row["negative"] in (row["query"], row["positive"])):
@@ -392,7 +393,7 @@ def sources_markdown(report: BuildReport, weights: Mapping[str, float]) -> str:
     lines = [
         "# Sources of this training data",
         "",
-        "Built by `koe5 data build` from the files as published; each row names its `source`.",
+        "Built by `koe5 build-data` from the files as published; each row names its `source`.",
         "",
         "| source | origin | licence | weight | rows read | dropped (evaluation overlap) | rows kept |",
         "|---|---|---|---:|---:|---:|---:|",
