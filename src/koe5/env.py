@@ -44,6 +44,12 @@ def get(var: Variable) -> str | None:
     return value or None
 
 
+def raw(var: Variable) -> str | None:
+    """The value exactly as set (a secret with stray spaces must be refused, not quietly trimmed);
+    ``None`` when unset or empty."""
+    return os.environ.get(var.name) or None
+
+
 def switched_off(var: Variable) -> bool:
     """Whether ``var`` turns a koe5 speed-up off (0, false, no, off); unset means on."""
     return (get(var) or "1").lower() in ("0", "false", "no", "off")

@@ -33,3 +33,7 @@ class ModelMismatchError(ModelError):
 
 class HubDatasetError(Koe5Error):
     """A dataset could not be loaded from the Hugging Face hub (unreachable, offline, or not there)."""
+
+
+class SettingsError(Koe5Error, ValueError):
+    """A server setting is out of range or unusable (names the setting); a ValueError for older callers."""

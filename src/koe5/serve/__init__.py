@@ -2,9 +2,11 @@
 
 Modules: ``settings`` (limits, batching, the API key, as one dataclass), ``batcher`` (one worker
 thread owns the model; concurrent requests are encoded together by a token budget), ``schemas``
-(request/response bodies), ``errors`` (JSON errors naming the limit), ``middleware`` (metrics
-timing, bearer auth, body size), ``metrics`` (Prometheus), ``app`` (the routes), ``server``
-(uvicorn with a graceful shutdown).
+(request/response bodies), ``errors`` (JSON errors naming the limit, and their handlers),
+``middleware`` (metrics timing, bearer auth, body size), ``metrics`` (Prometheus), ``state`` (what
+the handlers share), ``checks`` (the limits every request passes), ``responses`` (JSON answers and
+their schema docs), ``routes/`` (one router per family of routes), ``app`` (wires them into one
+app), ``server`` (uvicorn with a graceful shutdown).
 
 Example::
 

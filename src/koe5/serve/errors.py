@@ -6,6 +6,9 @@
 ``code`` is the name of the limit (a :class:`~koe5.serve.settings.Settings` field) or of the
 problem (``malformed_json``, ``invalid_request``, ``unauthorized``, ``shutting_down``, ...).
 
+The app's exception handlers (:func:`api_error`, :func:`invalid_request`, :func:`http_error`,
+:func:`internal_error`) turn every failure into such a body; refusals count in ``koe5_rejected_total``.
+
 Example::
 
     raise ApiError(413, "max_inputs", "300 inputs; at most 256 per request", param="input")
@@ -14,9 +17,15 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+
+log = logging.getLogger("koe5.serve")
 
 _OPENAI_TYPES = {
     401: "authentication_error",
@@ -69,4 +78,56 @@ def error_response(path: str, error: ApiError) -> Response:
         status_code=error.status,
         headers=error.headers,
         media_type="application/json",
+    )
+
+
+def validation_error(errors: list[dict]) -> ApiError:
+    """One readable 422 from pydantic's error list."""
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        reason = (first.get("ctx") or {}).get("error", "not JSON")
+        where = first["loc"][-1] if len(first.get("loc", ())) > 1 else "?"
+        return ApiError(422, "malformed_json", f"the body is not valid JSON: {reason} (at character {where})")
+    parts = []
+    for err in errors[:3]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 3} more problems)" if len(errors) > 3 else ""
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    return ApiError(422, "invalid_request", "; ".join(parts) + more, param=loc[0] if loc else None)
+
+
+async def api_error(request: Request, exc: ApiError) -> Response:
+    """A refusal by a route or the batcher: counted by its code, answered in the route's shape."""
+    request.app.state.koe5.metrics.reject(exc.code)
+    return error_response(request.url.path, exc)
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """A body FastAPI could not read: not JSON, or fields of the wrong type."""
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and content_type and "json" not in content_type:
+        error = ApiError(
+            422,
+            "content_type",
+            f"send the body as JSON with 'Content-Type: application/json' (got {content_type[:60]!r})",
+        )
+    else:
+        error = validation_error(list(exc.errors()))
+    return await api_error(request, error)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own errors (an unknown path, a wrong method) in koe5's shape; not counted as refusals."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    error = ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+    return error_response(request.url.path, error)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered with a 500 that shows nothing of it."""
+    log.error("koe5: %s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        request.url.path,
+        ApiError(500, "internal_error", "internal error; the server log has the details"),
     )

@@ -11,11 +11,13 @@ Example::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
 
+from koe5 import env
+from koe5.errors import SettingsError
+
 #: Environment variable holding the bearer token that every request (but ``/health``) must carry.
-API_KEY_ENV = "KOE5_API_KEY"
+API_KEY_ENV = env.API_KEY.name
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Settings:
     ``allow_dimensions``: accept ``dimensions`` below the model's (truncate and renormalise) for
     any model; otherwise only for models the registry lists with ``matryoshka_dims``.
     ``drain_seconds``: how long a shutdown waits for requests in flight.
+
+    A value out of range raises :class:`~koe5.errors.SettingsError` naming the field.
     """
 
     max_inputs: int = 256
@@ -63,16 +67,16 @@ class Settings:
             if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
                 continue
             if value < 0 or (value == 0 and f.name not in ("batch_wait_ms", "drain_seconds")):
-                raise ValueError(f"Settings.{f.name} must be positive, got {value}")
+                raise SettingsError(f"Settings.{f.name} must be positive, got {value}")
         key = self.api_key
         if key is not None and not (key.isascii() and key.isprintable() and key.strip() == key and key):
             # an HTTP header carries it: printable ASCII only (the message must not show the key)
-            raise ValueError(
+            raise SettingsError(
                 f"the API key ({API_KEY_ENV}) must be non-empty printable ASCII without surrounding spaces"
             )
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
         """Settings with ``api_key`` from ``KOE5_API_KEY`` (if set and not given in ``overrides``)."""
-        overrides.setdefault("api_key", os.environ.get(API_KEY_ENV) or None)
+        overrides.setdefault("api_key", env.raw(env.API_KEY))
         return cls(**overrides)

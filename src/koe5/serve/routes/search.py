@@ -1,0 +1,64 @@
+"""``POST /search``: the server's index (``koe5 serve --index FOLDER``), answered as ``koe5 search --json``.
+
+The query is embedded in the batches with the other requests (dense and hybrid modes); the search
+itself runs on the state's search thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from koe5.errors import InputError
+from koe5.serve.checks import check_length, encode
+from koe5.serve.errors import ApiError
+from koe5.serve.responses import error_docs, json_response
+from koe5.serve.schemas import ErrorBody, SearchRequest, SearchResponse
+from koe5.serve.state import State
+
+log = logging.getLogger("koe5.serve")
+
+router = APIRouter()
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    responses=error_docs(ErrorBody, 401, 404, 413, 422, 429, 503),
+    tags=["search"],
+    summary="Search the server's index",
+)
+async def search(request: SearchRequest, state: State) -> Response:
+    """The ``k`` best documents for ``query`` in the index, each with its best chunk, as
+    ``koe5 search --json`` prints them. Dense and hybrid queries are embedded in the batches."""
+    index, settings = state.index, state.settings
+    if index is None:
+        raise ApiError(404, "no_index", "this server has no index; start it with koe5 serve --index FOLDER")
+    if not request.query.strip():
+        raise ApiError(422, "empty_input", "query is empty", param="query")
+    check_length(request.query, "query", "query", settings)
+    if request.k > settings.max_k:
+        raise ApiError(422, "max_k", f"k is {request.k}; at most {settings.max_k} (max_k)", param="k")
+    vector = None
+    if request.mode != "bm25":
+        vector = (await encode(state, [request.query], "query", True, "query")).vectors[0]
+    run = partial(index.search, request.query, request.k, request.mode, request.filters, query_vector=vector)
+    try:
+        # without a lifespan (a bare app in a test) search_pool is None: asyncio's default executor
+        hits = await asyncio.get_running_loop().run_in_executor(state.search_pool, run)
+    except InputError as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    body = {"query": request.query, "mode": request.mode, "k": request.k, "hits": [h.to_dict() for h in hits]}
+    return json_response(body)
+
+
+def warm_up(index) -> None:
+    """One small search, so that the Korean analyser loads at start-up rather than on the first query."""
+    try:
+        index.search("준비", k=1, mode="bm25")
+    except Exception:  # a warm-up failure must not stop the server; a real query will report it
+        log.warning("koe5: warming up the index failed", exc_info=True)
