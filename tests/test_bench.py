@@ -168,3 +168,19 @@ def test_cli_bench_on_a_beir_folder(tiny_model_dir, tmp_path):
     scores = json.loads(result.stdout)["tasks"]["mini-beir"]["test"][0]
     assert scores["recall_at_3"] == 1.0  # three documents: every relevant one is in the top 3
     assert (out / "local" / tiny_model_dir.name / "mini-beir.json").is_file()
+
+
+def test_cli_bench_any_positive_cut_off(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KOE5_CACHE", str(tmp_path / "cache"))
+    args = ["--quiet", "bench", "-m", str(tiny_model_dir), "-t", "PublicHealthQA", "-o", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--k", "7,10", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    scores = doc["tasks"]["PublicHealthQA"]["test"][0]
+    assert 0 < scores["recall_at_7"] <= scores["recall_at_10"]  # computed at 7, beside MTEB's cut-offs
+    assert {"recall_at_1000", "ndcg_at_10", "main_score"} <= set(scores)
+    assert doc["tables"]["top_k"]["7"][0]["recall"] == pytest.approx(scores["recall_at_7"], abs=1e-5)
+    board = runner.invoke(app, ["leaderboard", str(tmp_path), "--k", "7"])
+    assert board.exit_code == 0 and "Top-k 7" in board.stdout, board.output
+    refused = runner.invoke(app, [*args, "--k", "0"])
+    assert refused.exit_code == 2 and "--k needs positive integers" in refused.output

@@ -180,3 +180,64 @@ def test_unknown_hub_id_offline_is_a_clear_error(caplog):
     ):
         koe5.load("no-such-org/no-such-model")
     assert "not in the model registry" in caplog.text
+
+
+def test_lone_surrogate_is_an_input_error_naming_the_item(tiny):
+    with pytest.raises(InputError, match=r"item 1: lone surrogate U\+D800 at character 2"):
+        tiny.encode_queries(["서울", "x \ud800 y"])
+
+
+def test_edited_cache_file_of_the_same_size_is_found(tiny_model_dir, tmp_path):
+    """A size check alone let an edited config.json through and gave wrong vectors silently."""
+    from koe5.registry import check_model_dir
+
+    copy = tmp_path / "cached"
+    shutil.copytree(tiny_model_dir, copy)
+    check_model_dir(copy, cached=True)
+    config = copy / "config.json"
+    text = config.read_text(encoding="utf-8")
+    edited = text.replace('"hidden_act": "gelu"', '"hidden_act": "relu"')
+    assert edited != text and len(edited) == len(text)
+    config.write_text(edited, encoding="utf-8")
+    with pytest.raises(
+        ModelCacheError, match=r"config.json was changed after conversion.*koe5 convert --force"
+    ):
+        check_model_dir(copy, cached=True)
+
+
+def test_edited_weights_are_found_once_their_time_changes(tiny_model_dir, tmp_path):
+    import os
+
+    from koe5 import registry
+
+    copy = tmp_path / "cached"
+    shutil.copytree(tiny_model_dir, copy)  # copytree keeps modification times
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    stat = weights.stat()
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    original = registry.HASH_EVERY_LOAD
+    registry.HASH_EVERY_LOAD = 1024  # the tiny model's weights count as large here
+    try:
+        with pytest.raises(ModelCacheError, match=r"model\.safetensors was changed after conversion"):
+            registry.check_model_dir(copy, cached=True)
+    finally:
+        registry.HASH_EVERY_LOAD = original
+
+
+def test_unknown_hub_model_offline_fails_at_once_with_one_reason(monkeypatch, caplog):
+    """Offline, an unknown hub id used to go through transformers' retries (18-36 log lines, up to a
+    minute); now one look-up decides and the loader is never called."""
+    import sentence_transformers
+
+    def never(*args, **kwargs):
+        raise AssertionError("the loader was called")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", never)
+    with caplog.at_level("DEBUG"), pytest.raises(ModelError) as info:
+        koe5.load("no-such-org/no-such-model")
+    assert "offline mode is on (HF_HUB_OFFLINE)" in str(info.value)
+    assert "no-such-org/no-such-model" in str(info.value)
+    assert not [r for r in caplog.records if "Retry" in r.getMessage() or "retry" in r.getMessage()]

@@ -9,8 +9,7 @@ import pytest
 
 import koe5
 from koe5.errors import IndexFormatError, InputError, ModelMismatchError
-from koe5.search import Index, store
-from koe5.search import index as index_module
+from koe5.search import Index, building, store
 from koe5.search.bm25 import KoreanBM25
 
 
@@ -212,7 +211,7 @@ def test_rebuild_replaces_only_when_complete(built, tiny, tmp_path, monkeypatch,
     index = _copy(built, tmp_path, tiny)
     with pytest.raises(InputError, match="already holds an index"):
         Index.build(docs[:2], tiny, index.folder)
-    monkeypatch.setattr(index_module, "_finish", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(building, "finish", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         Index.build(docs[:2], tiny, index.folder, overwrite=True)
     monkeypatch.undo()
@@ -225,7 +224,7 @@ def test_rebuild_replaces_only_when_complete(built, tiny, tmp_path, monkeypatch,
 
 
 def test_an_interrupted_build_resumes(tiny, docs, tmp_path, monkeypatch):
-    real = index_module._Builder.write_segment
+    real = building.SegmentWriter.write_segment
     calls = []
 
     def flaky(self, folder, name, batch):
@@ -234,7 +233,7 @@ def test_an_interrupted_build_resumes(tiny, docs, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, folder, name, batch)
 
-    monkeypatch.setattr(index_module._Builder, "write_segment", flaky)
+    monkeypatch.setattr(building.SegmentWriter, "write_segment", flaky)
     with pytest.raises(KeyboardInterrupt):
         Index.build(docs, tiny, tmp_path / "r", chunk_tokens=64, overlap=8, segment_docs=4)
     monkeypatch.undo()
@@ -249,7 +248,7 @@ def test_an_interrupted_build_resumes(tiny, docs, tmp_path, monkeypatch):
         assert a == b
 
     # resuming with other settings than the interrupted build is refused
-    monkeypatch.setattr(index_module._Builder, "write_segment", flaky)
+    monkeypatch.setattr(building.SegmentWriter, "write_segment", flaky)
     calls.clear()
     with pytest.raises(KeyboardInterrupt):
         Index.build(docs, tiny, tmp_path / "s", overlap=8, segment_docs=4)
@@ -285,7 +284,7 @@ def test_deleting_most_documents_compacts(built, tiny, tmp_path, docs):
     assert index.manifest["counts"]["deleted_chunks"] == 0  # compacted away
     assert index.manifest["segments"][0]["name"] != built.manifest["segments"][0]["name"]
     again = Index.load(index.folder, tiny)
-    assert sorted(again._ids) == sorted(d["id"] for d in docs[14:])
+    assert sorted(again._rows.ids) == sorted(d["id"] for d in docs[14:])
     assert isinstance(again._bm25, KoreanBM25) and len(again._bm25) == again.manifest["counts"]["chunks"]
     assert again.search("한라산", k=1, mode="bm25")[0].doc_id == "long"
 
@@ -298,3 +297,47 @@ def test_compacting_an_hnsw_index_rebuilds_its_graph(tiny, docs, tmp_path):
     assert again.manifest["dense"]["active"] == "hnsw"
     hits = again.search(docs[15]["text"][:40], k=5, mode="dense")
     assert {h.doc_id for h in hits} <= {"s14", "long"} and hits[0].doc_id in ("s14", "long")
+
+
+_SLOW_BUILD = """
+import json, sys, time
+import koe5
+from koe5.search import Index, building
+real = building.SegmentWriter.write_segment
+def slow(self, folder, name, docs):
+    n = real(self, folder, name, docs)
+    print("segment", flush=True)
+    time.sleep(0.4)
+    return n
+building.SegmentWriter.write_segment = slow
+docs = json.loads(sys.argv[3])
+Index.build(docs, koe5.load(sys.argv[1], device="cpu"), sys.argv[2], segment_docs=1)
+print("done", flush=True)
+"""
+
+
+def test_a_second_build_of_a_folder_is_refused_while_the_first_runs(tiny, tiny_model_dir, docs, tmp_path):
+    import subprocess
+    import sys
+
+    from koe5.errors import BusyError
+
+    folder = tmp_path / "index"
+    first_docs = docs[:4]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_BUILD, str(tiny_model_dir), str(folder), json.dumps(first_docs)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "segment"  # the first build is under way
+        with pytest.raises(BusyError, match=rf"being written by another process: pid {proc.pid} on "):
+            Index.build(docs[4:], tiny, folder, overwrite=True)
+        assert (tmp_path / ".index.partial").is_dir()  # its work in progress untouched
+    finally:
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.strip().endswith("done")
+    index = Index.load(folder, tiny)
+    assert sorted(index._rows.ids) == sorted(d["id"] for d in first_docs)
+    with pytest.raises(InputError, match="already holds an index"):  # finished: never replaced unasked
+        Index.build(docs[4:], tiny, folder)

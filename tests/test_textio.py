@@ -95,3 +95,15 @@ def test_write_embeddings_to_stdout_and_refusing_other_suffixes(tmp_path, capsys
     with pytest.raises(InputError, match=r"out.csv: output must end in .npy or .jsonl"):
         write_embeddings(tmp_path / "out.csv", np.ones((1, 2)))
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_lone_surrogate_from_a_json_escape_names_file_and_line(tmp_path):
+    """json.loads turns "\\ud800" into a lone surrogate, which the tokenizer rejected with a bare
+    TypeError (a 45-line traceback naming nothing)."""
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "x \\ud800"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"q.jsonl:2: field 'text': lone surrogate U\+D800 at character 2"):
+        read_texts(path)
+    path.write_text('"fine"\n"\\udfff"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"q.jsonl:2: lone surrogate U\+DFFF"):
+        read_texts(path)

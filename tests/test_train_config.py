@@ -76,3 +76,16 @@ def test_config_errors_name_the_problem(tmp_path):
     ]:
         with pytest.raises(InputError, match=message):
             base.replace(**change).validate()
+
+
+def test_every_setting_the_cli_offers_has_its_help_in_the_config():
+    import dataclasses
+
+    from koe5.cli.train import TRAIN_OPTIONS
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    offered = [o.name for o in TRAIN_OPTIONS if o.name in fields]
+    assert len(offered) == 28  # every flag of `koe5 train` but --config, --resume and --overwrite
+    for name in offered:
+        assert isinstance(fields[name].metadata.get("help"), str), name
+    assert fields["lr"].metadata["help"] == "Peak learning rate."

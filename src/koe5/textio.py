@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,24 @@ import numpy as np
 
 from koe5.errors import InputError
 from koe5.files import atomic_write_bytes
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate_at(text: str) -> int | None:
+    """Where ``text`` holds a lone surrogate (``"\\ud800"`` from a JSON escape or a bad decoder), or
+    ``None``. Such a string is not Unicode text: no tokenizer, UTF-8 writer or HTTP body accepts it."""
+    found = _SURROGATE.search(text)
+    return None if found is None else found.start()
+
+
+def check_unicode(text: str, where: str) -> None:
+    """An :class:`InputError` naming ``where`` and the position if ``text`` has a lone surrogate."""
+    at = surrogate_at(text)
+    if at is not None:
+        raise InputError(
+            f"{where}: lone surrogate U+{ord(text[at]):04X} at character {at}: not valid Unicode text"
+        )
 
 
 @dataclass
@@ -68,6 +87,7 @@ def read_texts(path: str | Path, fmt: str = "auto", field: str = "text", id_fiel
     ids: list[str] = []
     for number, record in json_lines(lines, name):
         if isinstance(record, str):
+            check_unicode(record, f"{name}:{number}")
             texts.append(record)
             continue
         if not isinstance(record, dict):
@@ -80,6 +100,7 @@ def read_texts(path: str | Path, fmt: str = "auto", field: str = "text", id_fiel
             raise InputError(
                 f"{name}:{number}: field {field!r} is {type(record[field]).__name__}, not a string"
             )
+        check_unicode(record[field], f"{name}:{number}: field {field!r}")
         texts.append(record[field])
         if id_field in record:
             ids.append(str(record[id_field]))

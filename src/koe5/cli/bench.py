@@ -8,25 +8,25 @@ from typing import Annotated
 
 import typer
 
-from koe5.cli._common import (
-    BackendOpt,
-    DeviceOpt,
+from koe5.cli.options import (
+    MODEL_DEFAULTS,
+    BatchSizeOpt,
     JsonOpt,
     ModelOpt,
-    PPrefixOpt,
-    PrecisionOpt,
-    QPrefixOpt,
-    _fail,
-    _int_list,
-    _load,
-    _progress,
-    _state,
+    ModelOptions,
     app,
+    comma_list,
+    fail,
+    failing,
+    int_list,
+    say,
+    show_progress,
+    with_model_options,
 )
-from koe5.errors import Koe5Error
 
 
 @app.command()
+@with_model_options
 def bench(
     model: ModelOpt = "default",
     tasks: Annotated[
@@ -46,15 +46,8 @@ def bench(
         ),
     ] = "dense",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Encode everything again.")] = False,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", "-b", help="Inputs per forward pass (default: 32 on CPU, 512 on CUDA)."),
-    ] = None,
-    backend: BackendOpt = "torch",
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
-    query_prefix: QPrefixOpt = None,
-    passage_prefix: PPrefixOpt = None,
+    batch_size: BatchSizeOpt = None,
+    model_options: ModelOptions = MODEL_DEFAULTS,
     as_json: JsonOpt = False,
 ) -> None:
     """Benchmark a model on Korean retrieval tasks: the KoE5 card's tables plus NDCG@10 per task.
@@ -65,60 +58,46 @@ def bench(
 
     from koe5.embcache import EmbeddingCache
     from koe5.evaluation import DenseRetriever, evaluate_tasks, model_label
-    from koe5.evaluation.leaderboard import render_results, task_metric
+    from koe5.evaluation.leaderboard import render_results
+    from koe5.evaluation.metrics import MTEB_KS
+    from koe5.evaluation.report import bench_document
     from koe5.tasks import BUNDLED
 
-    ks = _int_list(k, "--k")
-    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else list(BUNDLED)
-    kinds = list(dict.fromkeys(r.strip() for r in retrievers.split(",") if r.strip()))
+    ks = int_list(k, "--k")
+    names = comma_list(tasks) if tasks else list(BUNDLED)
+    kinds = list(dict.fromkeys(comma_list(retrievers) or []))
     unknown = [r for r in kinds if r not in RETRIEVERS]
     if not kinds or unknown:
-        _fail(ValueError(f"--retrievers takes {', '.join(RETRIEVERS)} (got {retrievers!r})"))
-    say = (lambda msg: None) if _state["quiet"] else (lambda msg: typer.echo(msg, err=True))
+        fail(f"--retrievers takes {', '.join(RETRIEVERS)} (got {retrievers!r})")
     started = time.perf_counter()
     label = model_label(model)
     enc = dense = None
     by_model: dict[str, dict] = {}
-    try:
+    with failing():
         if "dense" in kinds or "hybrid" in kinds:
-            enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
+            enc = model_options.load()
             cache = None if no_cache else EmbeddingCache()
-            dense = DenseRetriever(enc, cache=cache, show_progress=_progress(), batch_size=batch_size)
+            dense = DenseRetriever(enc, cache=cache, show_progress=show_progress(), batch_size=batch_size)
         for kind in kinds:
             retriever, row = _retriever(kind, dense, label)
             by_model[row] = evaluate_tasks(
                 retriever,
                 names,
+                ks=sorted({*MTEB_KS, *ks}),  # any cut-off asked for, beside MTEB's own
                 output_dir=output_dir,
                 label=row,
                 on_task=lambda name, row=row: say(f"· {row}: {name}"),
             )
-    except Koe5Error as exc:
-        _fail(exc)
     seconds = time.perf_counter() - started
-    task_names = list(next(iter(by_model.values())))
-    first = next(iter(by_model))
     encoded = dense.encoded if dense is not None else 0
     if as_json:
-        doc = {
-            "model": label,
-            "path": enc.path if enc is not None else None,
-            "retrievers": list(by_model),
-            "seconds": round(seconds, 1),
-            "encoded_texts": encoded,
-            "results_dir": str(output_dir / first),
-            "tables": json.loads(render_results(by_model, "json", ks, task_names)),
-            "ndcg_at_10": {
-                row: {name: round(task_metric(r, "ndcg_at_10"), 5) for name, r in results.items()}
-                for row, results in by_model.items()
-            },
-            "tasks": {name: r["scores"] for name, r in by_model[first].items()},
-            "by_retriever": {
-                row: {name: r["scores"] for name, r in results.items()} for row, results in by_model.items()
-            },
-        }
+        path = enc.path if enc is not None else None
+        doc = bench_document(
+            by_model, model=label, ks=ks, path=path, seconds=seconds, encoded=encoded, output_dir=output_dir
+        )
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
+    task_names = list(next(iter(by_model.values())))
     typer.echo(render_results(by_model, "markdown", ks, task_names))
     typer.echo(render_results(by_model, "markdown", ks, task_names, per_task="ndcg_at_10"))
     say(
@@ -134,7 +113,7 @@ def _retriever(kind: str, dense, label: str):
     """The retriever of one ``--retrievers`` entry and the row label its results are filed under."""
     if kind == "dense":
         return dense, label
-    from koe5.search import BM25Retriever, HybridRetriever
+    from koe5.evaluation import BM25Retriever, HybridRetriever
     from koe5.search.hybrid import DEFAULT_FUSION
 
     if kind == "bm25":
@@ -161,13 +140,11 @@ def leaderboard(
 
     from koe5.evaluation.leaderboard import render
 
-    task_names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    task_names = comma_list(tasks) if tasks else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            text = render(dirs, fmt, _int_list(k, "--k"), task_names, per_task=per_task)
-        except Koe5Error as exc:
-            _fail(exc)
+        with failing():
+            text = render(dirs, fmt, int_list(k, "--k"), task_names, per_task=per_task)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
     typer.echo(text, nl=False)

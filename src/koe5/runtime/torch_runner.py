@@ -4,6 +4,7 @@ fp16 on CUDA, asynchronously)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +21,12 @@ def load_sentence_transformer(location: str, device: str | None):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per load of a local folder is noise, not progress
+    if not Path(location).expanduser().exists():
+        from koe5.hub import unavailable
+
+        reason = unavailable(location)
+        if reason is not None:
+            raise ModelError(f"cannot load model from {location}: {reason}")
     try:
         st = SentenceTransformer(location, device=device)
     except Exception as exc:  # sentence-transformers raises many types; name the model either way

@@ -73,10 +73,7 @@ def read_manifest(folder: str | Path, *, allow_building: bool = False) -> dict:
 
 def write_manifest(folder: Path, manifest: dict) -> None:
     data = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
-    atomic_write_bytes(folder / MANIFEST, data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder / MANIFEST, 0o666 & ~umask)  # mkstemp's 0600 would hide the index from other users
+    atomic_write_bytes(folder / MANIFEST, data)  # mode 0666 less the umask, like any file the user writes
 
 
 @contextlib.contextmanager

@@ -30,6 +30,12 @@ _OFFLINE_ERRORS = (
 )
 
 
+_OFFLINE = (
+    "the Hugging Face hub is unreachable or offline mode is on (HF_HUB_OFFLINE); "
+    "the bundled tasks load offline (koe5.tasks.BUNDLED)"
+)
+
+
 class HubDataset(Mapping[str, Any]):
     """The configs of one hub dataset at one revision, each loaded when first asked for."""
 
@@ -38,6 +44,7 @@ class HubDataset(Mapping[str, Any]):
         self.revision = revision
         self._names: list[str] | None = None
         self._loaded: dict[str, Any] = {}
+        self._checked = False
 
     def __repr__(self) -> str:
         return f"HubDataset({self.path!r}, revision={self.revision!r})"
@@ -70,17 +77,22 @@ class HubDataset(Mapping[str, Any]):
         return self._loaded[name]
 
     def _call(self, config: str | None, function: Any, *args: Any, **kwargs: Any) -> Any:
+        what = f"{self.path} at revision {self.revision}" + (f", config {config!r}" if config else "")
+        if not self._checked:  # one look-up first, instead of datasets' retries of every file
+            from koe5.hub import unavailable
+
+            problem = unavailable(self.path, "dataset", self.revision)
+            if problem is not None:
+                reason = str(problem) if problem.reason == "missing" else f"{_OFFLINE}: {problem}"
+                raise HubDatasetError(f"{what}: cannot load from the Hugging Face hub: {reason}")
+            self._checked = True
         try:
             return function(*args, **kwargs)
         except Exception as exc:  # datasets raises many types; each is reported with what was asked for
-            what = f"{self.path} at revision {self.revision}" + (f", config {config!r}" if config else "")
             chain = [exc, exc.__cause__, exc.__context__]
             names = {type(e).__name__ for e in chain if e is not None} | {str(exc)}
             if any(marker in name for name in names for marker in _OFFLINE_ERRORS):
-                reason = (
-                    "the Hugging Face hub is unreachable or offline mode is on (HF_HUB_OFFLINE); "
-                    "the bundled tasks load offline (koe5.tasks.BUNDLED)"
-                )
+                reason = _OFFLINE
             else:
                 reason = f"{type(exc).__name__}: {exc}"
             raise HubDatasetError(f"{what}: cannot load from the Hugging Face hub: {reason}") from exc

@@ -98,6 +98,8 @@ def read_corpus_jsonl(path: str | Path) -> dict[str, dict[str, str]]:
         title = field(record, ("title",), where, default="")
         doc = {"title": title, "text": field(record, TEXT_FIELDS, where)}
         put_unique(corpus, field(record, ID_FIELDS, where), doc, "document", where, seen)
+    if not corpus:
+        raise InputError(f"{path}: the corpus is empty (the file has no records)")
     return corpus
 
 
@@ -114,6 +116,8 @@ def read_queries_jsonl(path: str | Path) -> dict[str, str]:
             where,
             seen,
         )
+    if not queries:
+        raise InputError(f"{path}: no queries (the file has no records)")
     return queries
 
 

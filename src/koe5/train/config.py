@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from koe5.errors import InputError
+from koe5.runtime.base import PRECISIONS
 
 #: cached-mnrl: CachedMultipleNegativesRankingLoss (KoE5); mnrl: the same loss without GradCache;
 #: gist: CachedGISTEmbedLoss with a guide model (KURE-v1)
 LOSSES = ("cached-mnrl", "mnrl", "gist")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -34,49 +34,63 @@ class TrainConfig:
     fraction of the steps. ``max_steps`` > 0 overrides ``epochs``. ``merge_base``: the fine-tuned
     share α of the final weights, ``(1 - α)·base + α·tuned`` (WiSE-FT); ``None`` keeps the tuned
     weights as they are.
+
+    A field's ``metadata["help"]`` is the help text of its ``koe5 train`` flag (``""``: the flag shows
+    none); fields without it are settings of config files and Python only.
     """
 
-    data: list[str] = field(default_factory=list)
-    output: str = ""
-    model: str = "default"
-    recipe: str = "koe5"
-    loss: str = "cached-mnrl"
-    guide: str | None = None
+    data: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Training rows: JSONL, CSV/TSV, Parquet, a saved dataset or a hub id (repeatable)."
+        },
+    )
+    output: str = field(default="", metadata={"help": "Run folder (model/, checkpoints/, log.jsonl)."})
+    model: str = field(default="default", metadata={"help": "Start from: 'default', a folder, a hub id."})
+    recipe: str = field(default="koe5", metadata={"help": "koe5 (default), kure-v1 or koe5-small."})
+    loss: str = field(default="cached-mnrl", metadata={"help": "cached-mnrl (default), mnrl or gist."})
+    guide: str | None = field(default=None, metadata={"help": "Guide model of the gist loss (KURE-v1)."})
     scale: float = 20.0
     gist_temperature: float = 0.01
     gist_margin: float = 0.0
-    batch_size: int = 512
-    mini_batch: int = 32
-    lr: float = 1e-5
-    epochs: float = 1.0
-    max_steps: int = -1
-    warmup: float = 0.1
+    batch_size: int = field(default=512, metadata={"help": "Global batch (in-batch negatives)."})
+    mini_batch: int = field(default=32, metadata={"help": "GradCache mini-batch: bounds memory."})
+    lr: float = field(default=1e-5, metadata={"help": "Peak learning rate."})
+    epochs: float = field(default=1.0, metadata={"help": ""})
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps (overrides --epochs)."})
+    warmup: float = field(default=0.1, metadata={"help": "Warm-up fraction of the steps."})
     weight_decay: float = 0.01
     scheduler: str = "linear"
     optimizer: str = "adamw_torch"
-    seed: int = 42
-    max_length: int | None = None
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
+    seed: int = field(default=42, metadata={"help": ""})
+    max_length: int | None = field(default=None, metadata={"help": "Truncate training texts to N tokens."})
+    precision: str = field(default="auto", metadata={"help": "auto, fp32, bf16, fp16."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": ""})
     gather_across_devices: bool = True
-    query_prefix: str | None = None
-    passage_prefix: str | None = None
+    query_prefix: str | None = field(default=None, metadata={"help": ""})
+    passage_prefix: str | None = field(default=None, metadata={"help": ""})
     # columns of the training data; None: found by name (query/document/hard_negative, ...)
-    query_column: str | None = None
-    positive_column: str | None = None
-    negative_columns: list[str] | None = None
-    group_column: str | None = "group"
+    query_column: str | None = field(default=None, metadata={"help": ""})
+    positive_column: str | None = field(default=None, metadata={"help": ""})
+    negative_columns: list[str] | None = field(default=None, metadata={"help": "Comma-separated."})
+    group_column: str | None = field(
+        default="group", metadata={"help": "Rows of a group never share a batch."}
+    )
     data_split: str = "train"
     # checkpoints, logs, evaluation
-    save_steps: int = 500
+    save_steps: int = field(default=500, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int = 2
     logging_steps: int = 10
-    eval_steps: int | None = None
-    eval_tasks: list[str] = field(default_factory=list)
-    eval_holdout: float = 0.0
-    eval_data: str | None = None
+    eval_steps: int | None = field(default=None, metadata={"help": ""})
+    eval_tasks: list[str] = field(
+        default_factory=list, metadata={"help": "Benchmark tasks to evaluate (comma-separated)."}
+    )
+    eval_holdout: float = field(
+        default=0.0, metadata={"help": "Hold out this fraction (< 1) or number of rows, by group."}
+    )
+    eval_data: str | None = field(default=None, metadata={"help": "A dev file of rows to evaluate on."})
     eval_at_start: bool = True
-    merge_base: float | None = None
+    merge_base: float | None = field(default=None, metadata={"help": "Final = (1-ALPHA)·base + ALPHA·tuned."})
 
     def __post_init__(self) -> None:
         if isinstance(self.data, (str, Path)):
@@ -149,7 +163,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the default model on a 2-core CPU (benchmarks/finetune_korean.py): short sequences, a small
     # batch, a short run and half the tuned weights averaged with the base. Scale 100 is E5's own
     # temperature (τ = 0.01); at ST's default 20 the small run moved the model much further from its
-    # starting point (dev NDCG@10 0.897 → 0.862 at scale 20, → 0.889 at scale 100; see the README).
+    # starting point (the dev NDCG@10 of both scales: docs/performance.md).
     "koe5-small": {
         "scale": 100.0,
         "batch_size": 64,

@@ -1,0 +1,447 @@
+"""Render the measured tables of docs/performance.md and README.md from ``benchmarks/results/*.json``.
+
+No figure on those pages is typed by hand: each table sits between two markers, and this script
+rewrites what lies between them from the JSON, so a page cannot drift from its measurement (a test
+checks that the committed pages are what the current JSON renders)::
+
+    <!-- results: cpu_speed.json -->      a result file, a part of one (gpu_speed.json#small,
+    ...written by this script...          serve_load.json#load: files transcribed from an earlier
+    <!-- /results -->                     README), or headline-speed / headline-quality
+
+Each table names the machine it was measured on and shows ratios beside the absolute figures:
+machines of one CPU kind differ ~2.5× in fp32 GEMM rate, so absolute figures travel badly.
+
+    python benchmarks/render_docs.py            # rewrite the tables in place
+    python benchmarks/render_docs.py --check    # exit 1 if a page is not what the JSON renders
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGES = ("README.md", "docs/performance.md")
+BLOCK = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- /results -->)", re.DOTALL)
+INPUTS = (("query", "queries"), ("short passage", "short passages"), ("passage", "long passages"))
+TASKS = ("AutoRAGRetrieval", "BelebeleRetrieval", "PublicHealthQA", "SQuADKorV1Retrieval")
+TASK_HEADS = ["AutoRAG", "Belebele", "PublicHealthQA", "SQuAD-Kor", "average"]
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def cpu_of(name: str) -> str:
+    """The CPU a result file was measured on, where the file itself does not record it."""
+    return load("machines.json")["cpu"][name]
+
+
+def table(header: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
+    numeric = numeric if numeric is not None else [False] + [True] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def about(
+    caption: str, machine: str, gemm: str | None, files: str, script: str | None = None, origin: str = ""
+) -> str:
+    """The line above a table: what it measures, on which machine, from which file and script."""
+    gemm_part = f"; fp32 GEMM {gemm}" if gemm else ""
+    source = f"`benchmarks/results/{files}`" + (f" (`{script}`)" if script else "")
+    return f"{caption}. Machine: {machine}{gemm_part}. From {source}{origin}.\n\n"
+
+
+def bold(cells: list[str]) -> list[str]:
+    return [f"**{c}**" if c not in ("", "–") else c for c in cells]
+
+
+def cell(value: object, spec: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if spec:
+        return format(value, spec)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def times(x: float) -> str:
+    return f"{x:.2g}×" if x < 1 else f"{x:.1f}×"
+
+
+# Tables transcribed from an earlier README (and from docstrings): {"columns", "rows", "formats",
+# "ratios", "highlight"}; a ratio column divides a value by that of the row matching ``base`` (and the
+# same ``key``), placed right after the value it divides.
+
+
+def ratio_cells(spec: dict, names: list[str], rows: list[list]) -> list[str]:
+    def matches(base: list, row: list) -> bool:
+        key = spec.get("key")
+        same_key = key is None or base[names.index(key)] == row[names.index(key)]
+        return same_key and all(base[names.index(c)] == v for c, v in spec["base"].items())
+
+    value = names.index(spec["value"])
+    bases = [next(b for b in rows if matches(b, row)) for row in rows]
+    return [
+        format(row[value] / base[value], spec["format"]) + "×" for row, base in zip(rows, bases, strict=True)
+    ]
+
+
+def transcribed(name: str) -> str:
+    file, part = name.split("#")
+    doc = load(file)
+    spec = doc["tables"][part]
+    names, rows = spec["columns"], spec["rows"]
+    formats = spec.get("formats", [""] * len(names))
+    ratios = {r["value"]: r for r in spec.get("ratios", [])}
+    columns = []  # (title, cells, numeric)
+    for i, title in enumerate(names):
+        values = [row[i] for row in rows]
+        numeric = any(isinstance(v, (int, float)) for v in values)
+        columns.append((title, [cell(v, formats[i]) for v in values], numeric))
+        if title in ratios:
+            columns.append((ratios[title]["title"], ratio_cells(ratios[title], names, rows), True))
+    body = [list(cells) for cells in zip(*(c[1] for c in columns), strict=True)]
+    for i in spec.get("highlight", []):
+        body[i] = bold(body[i])
+    machine, gemm = spec.get("machine", doc.get("machine", "")), spec.get("gemm", doc.get("gemm"))
+    line = about(
+        spec["caption"], machine, gemm, file, doc.get("script"), ", transcribed from " + doc["source"]
+    )
+    return line + table([c[0] for c in columns], body, [c[2] for c in columns])
+
+
+# Measured files, each in the shape its benchmark script writes.
+
+CPU_RUNNERS = {
+    "plain ST, batch 32": "plain sentence-transformers, batch 32 (the baseline)",
+    "plain ST, koe5's MKL": "the same in a process that imported koe5 (MKL shim)",
+    "koe5 torch": "koe5 torch (unpadded, oneDNN linears, koe5's attention)",
+    "koe5 torch, PyTorch attention": "the same with PyTorch's attention",
+    "koe5 torch, padded": "koe5 torch on transformers' padded forward",
+    "koe5 torch, MKL linears": "the same with PyTorch's MKL linears",
+    "koe5 torch bf16": 'koe5 torch, `precision="bf16"`',
+    "koe5 onnx": "koe5 onnx (fp32)",
+    "koe5 onnx-int8": "koe5 onnx-int8",
+    "koe5 auto": "koe5 auto (what the gate chose per kind of input)",
+}
+NOT_FP32 = {"koe5 torch bf16": "(bf16)", "koe5 onnx-int8": "(int8)", "koe5 auto": "(int8 / bf16)"}
+NO_GEMM = "not recorded with this run"
+
+
+def by_runner(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["input"], r["runner"]): r for r in rows}
+
+
+def cpu_machine(name: str, doc: dict) -> tuple[str, str]:
+    found = [f"{doc['threads']} threads", f"MKL shim {doc['mkl_shim']}"]
+    if "attention_code_path" in doc:
+        found.append(f"attention kernel {doc['attention_kernel']} ({doc['attention_code_path']})")
+    if "pytorch_cpu_capability" in doc:
+        found.append(f"PyTorch CPU capability {doc['pytorch_cpu_capability']}")
+    libraries = ", ".join(f"{lib} {rate:.0f}" for lib, rate in doc["gemm_gflops_by_library"].items())
+    return f"{cpu_of(name)}; " + ", ".join(found), f"{doc['gemm_gflops']:.0f} GFLOP/s ({libraries}), this run"
+
+
+def cpu_cells(doc: dict, runner: str) -> list[str]:
+    found = [by_runner(doc["rows"])[(key, runner)] for key, _ in INPUTS]
+    return [f"{r['tokens_per_s']:,.0f} ({r['vs_baseline']:.2f}×)" for r in found]
+
+
+def cpu_speed(name: str) -> str:
+    doc = load(name)
+    rows = by_runner(doc["rows"])
+    header = ["runner"] + [f"{label} ({doc[f'{key}_mean_tokens']:.0f} tokens)" for key, label in INPUTS]
+    body = []
+    for runner, label in CPU_RUNNERS.items():
+        shares = " / ".join(f"{rows[(key, runner)]['share_of_roofline']:.0%}" for key, _ in INPUTS)
+        cells = [label, *cpu_cells(doc, runner), NOT_FP32.get(runner, shares)]
+        body.append(bold(cells) if runner == "koe5 torch" else cells)
+    roofline = [f"{doc[f'{key}_roofline_tokens_per_s']:,.0f}" for key, _ in INPUTS]
+    body.append(["the fp32 roofline: GEMM rate ÷ the model's FLOPs, input by input", *roofline, "100%"])
+    caption = "Tokens/s and × the baseline, one runner at a time"
+    header.append("share of the fp32 roofline (q / s / l)")
+    return about(caption, *cpu_machine(name, doc), name, "benchmarks/cpu_speed.py") + table(header, body)
+
+
+ATTENTION_MODELS = {(12, 32): "E5-small", (12, 64): "E5-base", (16, 64): "E5-large"}
+
+
+def attention_kernel(name: str) -> str:
+    doc = load(name)
+    body = []
+    for r in doc["rows"]:
+        model = ATTENTION_MODELS.get((r["heads"], r["head_dim"]), "")
+        shape = f"{r['inputs']} × {r['length']}, {r['heads']} × {r['head_dim']} ({model})"
+        torch_ns, koe5_ns = r["pytorch_ns_per_score"], r["koe5_ns_per_score"]
+        body.append([shape, f"{torch_ns:.3f}", f"{koe5_ns:.3f}", f"{torch_ns / koe5_ns:.2f}×"])
+    machine = f"{cpu_of(name)}; {doc['threads']} threads, MKL shim {doc['mkl_shim']}"
+    if "code_path" in doc:
+        machine += (
+            f", kernel code path {doc['code_path']}, PyTorch CPU capability {doc['pytorch_cpu_capability']}"
+        )
+    caption = "One attention layer, interleaved, best of 5; a score is one query-key pair of one head"
+    header = ["inputs × length, heads × head size", "PyTorch ns/score", "koe5 ns/score", "koe5 × PyTorch"]
+    return about(caption, machine, NO_GEMM, name, "benchmarks/attention_kernel.py") + table(header, body)
+
+
+MKL_ROWS = (  # key, label, unit, True where higher is better
+    ("sgemm_gflops", "sgemm at the FFN's shape (2048 × 384 × 1536)", "GFLOP/s", True),
+    ("attention_ns_per_score", "PyTorch's attention, 12 heads × 32, 325 tokens", "ns a score", False),
+    ("plain_st_encode_s", "plain sentence-transformers, 64 AutoRAG pages", "s", False),
+    ("fp32_train_step_s", "fp32 training, forward + backward of 192 texts", "s", False),
+)
+
+
+def mkl_shim(name: str) -> str:
+    doc = load(name)
+    on, off = doc["median"]["on"], doc["median"]["off"]
+    body = []
+    for key, label, unit, higher in MKL_ROWS:
+        gain = on[key] / off[key] if higher else off[key] / on[key]
+        body.append([label, f"{off[key]:.4g} {unit}", f"{on[key]:.4g} {unit}", f"{gain:.2f}×"])
+    gemm = f"{off['sgemm_gflops']:.0f} GFLOP/s without the shim, {on['sgemm_gflops']:.0f} with it (MKL)"
+    caption = f"Each side in fresh processes, alternated, medians of {doc['rounds']} rounds, 2 threads"
+    header = ["measurement", "without the shim", "with the shim", "faster by"]
+    return about(caption, cpu_of(name), gemm, name, "benchmarks/mkl_shim.py") + table(header, body)
+
+
+def tokenize_long(name: str) -> str:
+    doc = load(name)
+    body = [["whole texts", f"{doc['whole_s']:.4f}", "1.00×", "–"]]
+    for chars, r in sorted(doc["heads"].items(), key=lambda item: -int(item[0])):
+        label = f"heads of {chars} characters a token" + (
+            " (default)" if int(chars) == doc["default_chars_per_token"] else ""
+        )
+        body.append([label, f"{r['seconds']:.4f}", f"{r['speedup']:.2f}×", "yes" if r["exact"] else "no"])
+    caption = (
+        f"{doc['documents']} documents of {doc['mean_chars']:,} characters ({doc['mean_tokens_whole']:,} "
+        "tokens) each: whole texts tokenised against their heads"
+    )
+    header = ["tokenised", "seconds", "× whole", "identical model inputs"]
+    return about(caption, cpu_of(name), NO_GEMM, name, "benchmarks/tokenize_long.py") + table(header, body)
+
+
+GPU_RUNNERS = {
+    "plain ST fp32, batch 32": "plain ST fp32, batch 32",
+    "plain ST fp16, batch 32": "plain ST fp16, batch 32",
+    "koe5 torch fp32": "koe5 fp32",
+    "koe5 torch auto": "koe5 auto (fp16)",
+    "koe5 torch bf16": "koe5 bf16",
+}
+GPU_MODELS = {"small": "e5-small (bundled)", "large": "e5-large shape, random weights"}
+
+
+def gpu_about(doc: dict, caption: str, command: str | None) -> str:
+    cores = f", {doc['cpus']} CPU cores" if "cpus" in doc else ""
+    machine = f"{doc['device']}{cores}; PyTorch {doc['torch']}"
+    gemm = "not recorded (GPU; TF32 matmul " + ("on" if doc["tf32_matmul"] else "off") + ")"
+    return about(caption, machine, gemm, "gpu_speed.json", command)
+
+
+def gpu_speed(name: str) -> str:
+    doc = load("gpu_speed.json")
+    model = GPU_MODELS[name.split("#")[1]]
+    rows = by_runner(doc[model]["rows"])
+    header = ["runner"] + [
+        f"{label} ({rows[(key, 'koe5 torch auto')]['mean_tokens']:.0f} tokens)" for key, label in INPUTS
+    ]
+    header += ["peak GPU memory", "tokenising, share of the time (q / s / l)"]
+    body = []
+    for runner, label in GPU_RUNNERS.items():
+        found = [rows[(key, runner)] for key, _ in INPUTS]
+        cells = [f"{model.split(' ')[0]}: {label}"]
+        for r in found:
+            plain = runner.startswith("plain")
+            ratios = "" if plain else f" ({times(r['vs_st_fp32'])} / {times(r['vs_st_fp16'])})"
+            cells.append(f"{r['sentences_per_s']:,.0f}{ratios}")
+        cells.append(f"{max(r['peak_gpu_mib'] for r in found):,.0f} MiB")
+        shares = [r["tokenizer_share"] for r in found]
+        cells.append("–" if None in shares else " / ".join(f"{s:.0%}" for s in shares))
+        body.append(bold(cells) if runner == "koe5 torch auto" else cells)
+    caption = f"{model}: sentences/s and × plain sentence-transformers fp32 / fp16"
+    return gpu_about(doc, caption, doc["command"]) + table(header, body)
+
+
+def gpu_quality(name: str) -> str:
+    quality = load("gpu_speed.json")["quality_e5_small"]
+    tasks, fp32 = ("PublicHealthQA", "BelebeleRetrieval", "AutoRAGRetrieval"), quality["fp32"]["gate_average"]
+    body = []
+    for precision in ("fp32", "fp16", "bf16"):
+        q = quality[precision]
+        scores = [f"{q['ndcg_at_10'][t]:.5f}" for t in tasks]
+        gate = [
+            f"{q['gate_average']:.5f}",
+            f"{q['gate_average'] - fp32:+.4f}",
+            f"{q['min_cosine_vs_fp32']:.5f}",
+        ]
+        body.append([precision, *scores, *gate])
+    header = ["precision", *tasks, "gate average", "vs fp32", "lowest cosine to fp32's vectors"]
+    caption = f"The bundled model's NDCG@10 by precision on the GPU, {quality['note']}"
+    return gpu_about(load("gpu_speed.json"), caption, None) + table(header, body)
+
+
+def gpu_before(name: str) -> str:
+    doc = load("gpu_speed.json")
+    before = doc["before_pipelining"]
+    old, new = by_runner(before[GPU_MODELS["small"]]["rows"]), by_runner(doc[GPU_MODELS["small"]]["rows"])
+    body = [
+        ["the first run: all inputs tokenised first, a synchronisation after every batch"]
+        + [times(old[(key, "koe5 torch fp16")]["vs_st_fp32"]) for key, _ in INPUTS],
+        ["this run: tokenising pipelined"]
+        + [times(new[(key, "koe5 torch auto")]["vs_st_fp32"]) for key, _ in INPUTS],
+    ]
+    header = ["koe5 fp16 on e5-small, × plain ST fp32"] + [label for _, label in INPUTS]
+    caption = "What the pipeline gives: the first run was made on another machine of the same kind"
+    return gpu_about(before, caption, doc["command"]) + table(header, body)
+
+
+def average(scores: dict[str, float]) -> float:
+    return sum(scores[t] for t in TASKS) / len(TASKS)
+
+
+FINETUNE_FILES = "finetune_korean.json` and `finetune_korean_diagnostics.json"
+FINETUNE = "benchmarks/finetune_korean.py"
+
+
+def finetune(name: str) -> str:
+    run, diag = load("finetune_korean.json"), load("finetune_korean_diagnostics.json")
+    fp32 = diag["fp32_training"]
+    rows = [
+        ("default model (before)", run["before"]),
+        (f"koe5-small, α = {run['alpha']} (the dev split's choice), {run['precision']}", run["after"]),
+        (f"the same recipe trained in fp32 (`--precision fp32`), α = {fp32['alpha']}", fp32["after"]),
+        ("the fp32 run, α = 1 (not chosen)", diag["scale_100"]["bundled"]["1.0"]),
+        ("loss scale 20 (ST's default), α = 1", diag["scale_20"]["bundled"]["1.0"]),
+        ("loss scale 20, α = 0.5", diag["scale_20"]["bundled"]["0.5"]),
+    ]
+    body = []
+    for i, (label, scores) in enumerate(rows):
+        gain = (average(scores) - average(run["before"])) * 100
+        cells = [label, *(f"{scores[t]:.5f}" for t in TASKS), f"{average(scores):.5f}", f"{gain:+.2f}"]
+        body.append(bold(cells) if i == 1 else cells)
+    speedup = fp32["train_minutes"] / run["train_minutes"]
+    caption = (
+        f"NDCG@10 on the bundled suite (seed {run['seed']}, {run['triplets']:,} triplets, {run['steps']} "
+        f"steps; building, mining and training took {run['train_minutes']} minutes in {run['precision']} "
+        f"({run['minutes']} in all), {fp32['train_minutes']} in fp32: {speedup:.2f}×)"
+    )
+    header = ["model", *TASK_HEADS, "points vs before"]
+    return about(caption, cpu_of(name), NO_GEMM, FINETUNE_FILES, FINETUNE) + table(header, body)
+
+
+def finetune_dev(name: str) -> str:
+    run, diag = load("finetune_korean.json"), load("finetune_korean_diagnostics.json")
+    rows = [
+        (f"the koe5-small run ({run['precision']}), loss scale 100, dev split as now", run["dev_ndcg_at_10"])
+    ]
+    splits = {"dev_new": "as now", "dev_old": "first version, training positives as distractors"}
+    for scale in ("scale_100", "scale_20"):
+        rows += [
+            (f"loss {scale[6:]}, dev split {what}", diag[scale][split]) for split, what in splits.items()
+        ]
+    alphas = list(run["dev_ndcg_at_10"])
+    body = [[label, *(f"{scores[a]:.5f}" for a in alphas)] for label, scores in rows]
+    header = ["run, dev split"] + ["base" if a == "base" else f"α = {a}" for a in alphas]
+    caption = "Dev-split NDCG@10 by α, the tuned share of the weights (how α and the loss scale were settled)"
+    return about(caption, cpu_of("finetune_korean.json"), NO_GEMM, FINETUNE_FILES, FINETUNE) + table(
+        header, body
+    )
+
+
+def headline_speed(name: str) -> str:
+    doc = load("cpu_speed.json")
+    body = []
+    for runner in ("plain ST, batch 32", "koe5 torch", "koe5 auto"):
+        cells = [CPU_RUNNERS[runner], *cpu_cells(doc, runner)]
+        body.append(bold(cells) if runner == "koe5 torch" else cells)
+    caption = "Encoding speed on a CPU: tokens/s and × plain sentence-transformers"
+    machine, gemm = cpu_machine("cpu_speed.json", doc)
+    header = ["runner"] + [label for _, label in INPUTS]
+    return about(caption, machine, gemm, "cpu_speed.json", "benchmarks/cpu_speed.py") + table(header, body)
+
+
+def headline_quality(name: str) -> str:
+    dense = load("koe5_bench.json")["tables"]["default_model_per_task"]["rows"][0][1:5]
+    fusion = {row[0]: row[1:5] for row in load("hybrid_fusion.json")["tables"]["fusion"]["rows"]}
+    tuned = load("finetune_korean.json")
+    rows = [
+        ("dense: the default model (multilingual-e5-small)", dense),
+        ("BM25 over Kiwi morphemes", fusion["BM25 alone"]),
+        ("hybrid (the default of `koe5 search`)", fusion["minmax, dense weight 0.4 (default)"]),
+        (
+            f"dense, fine-tuned (`--recipe koe5-small`, α = {tuned['alpha']})",
+            [tuned["after"][t] for t in TASKS],
+        ),
+    ]
+    body = [
+        [label, *(f"{s:.5f}" for s in scores), f"{sum(scores) / len(scores):.5f}"] for label, scores in rows
+    ]
+    files = "koe5_bench.json`, `hybrid_fusion.json`, `finetune_korean.json"
+    caption = "NDCG@10 on the bundled Korean suite"
+    machine = "any (retrieval quality does not depend on the machine)"
+    return about(caption, machine, None, files) + table(["ranking", *TASK_HEADS], body)
+
+
+RENDERERS: dict[str, Callable[[str], str]] = {
+    "cpu_speed.json": cpu_speed,
+    "cpu_speed_previous_run.json": cpu_speed,
+    "cpu_speed_avx2_emulated.json": cpu_speed,
+    "attention_kernel.json": attention_kernel,
+    "attention_kernel_avx2.json": attention_kernel,
+    "mkl_shim.json": mkl_shim,
+    "tokenize_long.json": tokenize_long,
+    "gpu_speed.json#small": gpu_speed,
+    "gpu_speed.json#large": gpu_speed,
+    "gpu_speed.json#quality": gpu_quality,
+    "gpu_speed.json#before": gpu_before,
+    "finetune_korean.json": finetune,
+    "finetune_korean.json#dev": finetune_dev,
+    "headline-speed": headline_speed,
+    "headline-quality": headline_quality,
+}
+
+
+def render_block(name: str) -> str:
+    """The Markdown between the markers named ``name``."""
+    if name in RENDERERS:
+        return RENDERERS[name](name)
+    if "#" in name:
+        return transcribed(name)
+    raise KeyError(f"no renderer for results block {name!r}")
+
+
+def render(text: str) -> str:
+    """``text`` with every results block rewritten from the JSON."""
+    return BLOCK.sub(lambda m: m.group(1) + "\n" + render_block(m.group(2)) + "\n" + m.group(4), text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 where a page differs, write nothing")
+    args = parser.parse_args()
+    stale = []
+    for page in PAGES:
+        path = ROOT / page
+        text = path.read_text(encoding="utf-8")
+        rendered = render(text)
+        if rendered != text:
+            stale.append(page)
+            if not args.check:
+                path.write_text(rendered, encoding="utf-8")
+    verb = "stale" if args.check else "rewritten"
+    print(f"{verb}: {', '.join(stale)}" if stale else "up to date")
+    sys.exit(1 if args.check and stale else 0)
+
+
+if __name__ == "__main__":
+    main()

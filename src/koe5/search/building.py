@@ -1,0 +1,433 @@
+"""How an index is written: documents in batches, each batch a segment; a build beside the target
+folder that resumes after a crash; the new generation a change commits; compaction.
+
+The build goes into ``.<name>.partial`` beside the index folder, one segment of documents at a time,
+recording each finished segment in the partial manifest (the resume point); BM25 and the HNSW graph
+are built over all segments at the end, and the folder is moved into place only then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from koe5.errors import IndexFormatError, InputError, ModelMismatchError
+from koe5.search import store
+from koe5.search.bm25 import KoreanBM25
+from koe5.search.chunking import Chunker
+from koe5.search.dense import DenseIndex, HNSWParams, choose_kind
+from koe5.search.documents import EMPTY, Document, as_documents
+from koe5.search.korean import KiwiAnalyzer
+from koe5.search.rows import Rows
+
+log = logging.getLogger("koe5")
+
+
+class SegmentWriter:
+    """Turns a batch of documents into a segment: chunk, encode, analyse, write."""
+
+    def __init__(self, encoder, chunker: Chunker, analyzer: KiwiAnalyzer, cache, batch_size, show_progress):
+        self.encoder, self.chunker, self.analyzer = encoder, chunker, analyzer
+        self.cache, self.batch_size, self.show_progress = cache, batch_size, show_progress
+
+    @classmethod
+    def for_index(cls, manifest: dict, encoder, analyzer: KiwiAnalyzer, cache, batch_size, show_progress):
+        """The writer of new segments of an existing index: its chunking settings and analyser."""
+        settings = manifest["chunking"]
+        chunker = Chunker(
+            encoder.tokenizer,
+            max_tokens=settings["max_tokens"],
+            overlap=settings["overlap"],
+            prefix=settings["prefix"],
+            title_tokens=settings["title_tokens"],
+        )
+        return cls(encoder, chunker, analyzer, cache, batch_size, show_progress)
+
+    def write_segment(self, folder: Path, name: str, docs: list[Document]) -> int:
+        from koe5.embcache import encode_cached
+
+        pieces = self.chunker.split_many([d.text for d in docs], [d.title for d in docs])
+        columns: dict[str, list] = {c: [] for c in store.COLUMNS}
+        inputs: list[str] = []
+        for doc, chunks in zip(docs, pieces, strict=True):
+            title = self.chunker.short_title(doc.title)
+            meta = json.dumps(doc.metadata, ensure_ascii=False) if doc.metadata else ""
+            for n, chunk in enumerate(chunks):
+                columns["doc_id"].append(doc.id)
+                columns["chunk"].append(n)
+                columns["start"].append(chunk.start)
+                columns["end"].append(chunk.end)
+                columns["text"].append(chunk.text)
+                columns["title"].append(doc.title)
+                columns["metadata"].append(meta)
+                inputs.append(f"{title} {chunk.text}" if title else chunk.text)
+        vectors, _ = encode_cached(
+            self.encoder,
+            inputs,
+            "passage",
+            self.cache,
+            show_progress=self.show_progress,
+            **({"batch_size": self.batch_size} if self.batch_size else {}),
+        )
+        tokens = self.analyzer.analyze(inputs)
+        store.write_segment(folder, name, columns, vectors, tokens)
+        return len(inputs)
+
+
+def settings_of(encoder, chunker: Chunker, analyzer: KiwiAnalyzer, **choices) -> dict:
+    """The manifest's settings of a new index (a resumed build must match them): the model, chunking,
+    BM25 (``k1``, ``b``), dense (``ann``, ``threshold``, ``hnsw``) and ``fusion`` choices."""
+    from koe5.embcache import model_fingerprint
+
+    source = "default" if getattr(encoder.spec, "id", None) == "default" else str(encoder.path)
+    hnsw = choices["hnsw"] or HNSWParams()
+    return {
+        "model": {
+            "source": source,
+            "name": encoder.name,
+            "path": str(encoder.path),
+            "fingerprint": model_fingerprint(encoder),
+            "backend": getattr(encoder, "backend", "torch"),
+            "dim": int(encoder.dim),
+            "max_length": int(encoder.max_length),
+            "query_prefix": encoder.query_prefix,
+            "passage_prefix": encoder.passage_prefix,
+        },
+        "chunking": {
+            **chunker.config,
+            "tokenizer": type(encoder.tokenizer).__name__,
+            "vocab_size": len(encoder.tokenizer),
+        },
+        "bm25": {
+            "k1": float(choices["k1"]),
+            "b": float(choices["b"]),
+            "method": "lucene",
+            "analyzer": analyzer.config,
+        },
+        "dense": {"ann": choices["ann"], "threshold": int(choices["threshold"]), "hnsw": hnsw.to_dict()},
+        "fusion": choices["fusion"].to_dict(),
+    }
+
+
+@dataclass
+class BuildReport:
+    """What :func:`write_segments` did."""
+
+    documents: int = 0
+    chunks: int = 0
+    resumed: int = 0
+    skipped: Counter[str] | None = None
+
+
+def write_segments(
+    partial: Path, manifest: dict, documents, writer: SegmentWriter, segment_docs: int, show_progress: bool
+) -> BuildReport:
+    """Write the documents not yet in the partial build as segments, recording each in its manifest."""
+    done: set[str] = set()
+    for seg in manifest["segments"]:
+        done.update(store.read_segment(partial, seg["name"]).table.column("doc_id").to_pylist())
+    if done:
+        folder = partial.with_name(partial.name.removeprefix(".").removesuffix(".partial"))
+        log.info("koe5: resuming %s: %d documents already indexed", folder, len(done))
+    report = BuildReport(resumed=len(done), skipped=Counter())  # a resumed build recounts skips
+    docs_iter = as_documents(documents)
+    progress = progress_bar(show_progress, "indexing documents", length(documents))
+    progress.update(len(done))
+    seen: dict[str, str] = dict.fromkeys(done, "the interrupted build")
+    for batch in batches(docs_iter, segment_docs, seen, report.skipped, progress, resumed=done):
+        name = f"{manifest['next_segment']:06d}"
+        n_chunks = writer.write_segment(partial, name, batch)
+        manifest["segments"].append({"name": name, "documents": len(batch), "chunks": n_chunks})
+        manifest["next_segment"] += 1
+        store.write_manifest(partial, manifest)  # the resume point
+        report.documents += len(batch)
+        report.chunks += n_chunks
+    progress.close()
+    report.skipped.update(getattr(docs_iter, "skipped", {}))
+    return report
+
+
+def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter, **how) -> BuildReport:
+    """Build an index of ``documents`` beside ``folder`` and move it into place; ``how``: ``resume``,
+    ``overwrite``, ``segment_docs``, ``show_progress``.
+
+    One build of a folder at a time: a second is refused at once, naming the first (it would
+    otherwise remove the first one's partial build, and the last to finish would silently replace
+    the other's index); the target is checked again once the lock is held.
+    """
+    from koe5._version import __version__
+    from koe5.files import writer_lock
+
+    partial = folder.parent / f".{folder.name}.partial"
+    with writer_lock(folder, wait=False):
+        check_target(folder, how["overwrite"])
+        manifest = start_partial(partial, settings, how["resume"])
+        manifest["koe5"] = __version__
+        with store.writer_lock(partial):
+            report = write_segments(
+                partial, manifest, documents, writer, how["segment_docs"], how["show_progress"]
+            )
+            if not sum(s["documents"] for s in manifest["segments"]):
+                raise InputError(f"no documents to index{describe_skips(report.skipped)}")
+            finish(partial, manifest, settings, report.skipped)
+        move_into_place(partial, folder)
+    for reason, count in report.skipped.items():
+        log.warning("koe5: skipped %d %s", count, reason)
+    return report
+
+
+def read_batches(documents, size: int, show_progress: bool):
+    """All of ``documents`` in batches (for a change, which encodes only after checking every id):
+    the batches, where each id was seen, and the skipped counts."""
+    docs_iter = as_documents(documents)
+    skipped: Counter[str] = Counter()
+    seen: dict[str, str] = {}
+    progress = progress_bar(show_progress, "adding documents", length(documents))
+    found = list(batches(docs_iter, size, seen, skipped, progress, resumed=set()))
+    progress.close()
+    skipped.update(getattr(docs_iter, "skipped", {}))
+    return found, seen, skipped
+
+
+def batches(
+    docs: Iterable[Document],
+    size: int,
+    seen: dict[str, str],
+    skipped: Counter[str],
+    progress,
+    *,
+    resumed: set[str],
+) -> Iterator[list[Document]]:
+    """Valid documents in batches of ``size``: blank ones counted and skipped, resumed ones passed
+    over, a repeated id an error naming both places."""
+    batch: list[Document] = []
+    for doc in docs:
+        if doc.id in resumed:
+            continue
+        progress.update(1)
+        if doc.id in seen:
+            raise InputError(f"duplicate document id {doc.id!r}: {doc.origin or 'here'} and {seen[doc.id]}")
+        seen[doc.id] = doc.origin or "an earlier document"
+        if not doc.text.strip():
+            skipped[EMPTY] += 1
+            continue
+        batch.append(doc)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def check_model(folder: Path, manifest: dict, encoder) -> None:
+    """:class:`ModelMismatchError` unless ``encoder`` is the model the index was built with."""
+    from koe5.embcache import model_fingerprint
+
+    built = manifest["model"]
+    fp = model_fingerprint(encoder)
+    if fp != built["fingerprint"] or int(encoder.dim) != built["dim"]:
+        raise ModelMismatchError(
+            f"{folder} was built with {built['name']} ({built['path']}, fingerprint {built['fingerprint']}), "
+            f"not {encoder.name} ({encoder.path}, fingerprint {fp}); search it with the same model "
+            "(or load it without one), or rebuild it"
+        )
+
+
+def check_target(folder: Path, overwrite: bool) -> None:
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise InputError(f"{folder} exists and is not a folder")
+    if not any(folder.iterdir()):
+        return
+    try:
+        store.read_manifest(folder, allow_building=True)
+    except IndexFormatError:
+        raise InputError(f"{folder} exists and is not a koe5 index; choose another folder") from None
+    if not overwrite:
+        raise InputError(f"{folder} already holds an index; pass overwrite (--force) to replace it")
+
+
+def start_partial(partial: Path, settings: dict, resume: bool) -> dict:
+    """The manifest of the build in progress: resumed from ``partial`` or a fresh one."""
+    if partial.exists():
+        if resume:
+            try:
+                manifest = store.read_manifest(partial, allow_building=True)
+            except IndexFormatError:
+                manifest = None
+            if manifest is not None:
+                for key, value in settings.items():
+                    if manifest.get(key) != value:
+                        raise InputError(
+                            f"cannot resume: the interrupted build in {partial} used other {key} settings "
+                            f"({manifest.get(key)} vs {value}); build again without --resume"
+                        )
+                return manifest
+        log.info("koe5: removing the unfinished build in %s", partial)
+        shutil.rmtree(partial)
+    elif resume:
+        log.info("koe5: nothing to resume; building from the start")
+    partial.mkdir(parents=True)
+    manifest = {
+        "format": store.FORMAT,
+        "version": store.VERSION,
+        "state": "building",
+        "created": now(),
+        **settings,
+        "segments": [],
+        "next_segment": 1,
+    }
+    store.write_manifest(partial, manifest)
+    return manifest
+
+
+def finish(partial: Path, manifest: dict, settings: dict, skipped: Counter[str]) -> None:
+    """Build BM25 and (if chosen) HNSW over every segment, then mark the partial index complete."""
+    tokens: list[list[str]] = []
+    vectors: list[np.ndarray] = []
+    for seg in manifest["segments"]:
+        tokens.extend(store.read_segment_tokens(partial, seg["name"]))
+        vectors.append(store.read_segment(partial, seg["name"]).vectors)
+    n_chunks = len(tokens)
+    bm25 = KoreanBM25(
+        KiwiAnalyzer.from_config(settings["bm25"]["analyzer"]), settings["bm25"]["k1"], settings["bm25"]["b"]
+    )
+    bm25.index_tokens(tokens)
+    dense_cfg = settings["dense"]
+    kind = choose_kind(n_chunks, dense_cfg["ann"], dense_cfg["threshold"])
+    with store.atomic_dir(partial / "gen-000001", replace=True) as tmp:
+        np.save(tmp / "deleted.npy", np.zeros(0, np.int64))
+        bm25.save(tmp / "bm25")
+        if kind == "hnsw":
+            log.info("koe5: building the HNSW graph over %d chunks", n_chunks)
+            dense = DenseIndex(settings["model"]["dim"], "hnsw", HNSWParams(**dense_cfg["hnsw"]))
+            for block in vectors:
+                dense.add(np.asarray(block))
+            dense.save_graph(tmp / "hnsw.faiss")
+    manifest.update(
+        state="complete",
+        updated=now(),
+        generation="gen-000001",
+        dense={**dense_cfg, "active": kind},
+        counts={
+            "documents": sum(s["documents"] for s in manifest["segments"]),
+            "chunks": n_chunks,
+            "deleted_chunks": 0,
+            "skipped": dict(skipped),
+        },
+    )
+    store.write_manifest(partial, manifest)
+
+
+def move_into_place(partial: Path, folder: Path) -> None:
+    """Rename the finished build to ``folder``; an index already there is swapped out only now."""
+    from koe5.files import swap_into_place
+
+    (partial / store.LOCK).unlink(missing_ok=True)
+    swap_into_place(partial, folder)
+
+
+def compact_segments(folder: Path, manifest: dict, rows: Rows) -> list[dict]:
+    """Rewrite the segments holding deleted rows without them; the manifest entries of the new set
+    (segments left with no live row are dropped)."""
+    kept: list[dict] = []
+    for (_, seg, gone), meta in zip(rows.segment_rows(), manifest["segments"], strict=True):
+        if not gone.any():
+            kept.append(meta)
+            continue
+        live = np.flatnonzero(~gone)
+        if not len(live):
+            continue
+        name = f"{manifest['next_segment']:06d}"
+        manifest["next_segment"] += 1
+        columns = seg.table.take(live).to_pydict()
+        tokens = store.read_segment_tokens(folder, meta["name"])
+        store.write_segment(folder, name, columns, np.asarray(seg.vectors)[live], [tokens[i] for i in live])
+        n_docs = int((np.asarray(columns["chunk"]) == 0).sum())
+        kept.append({"name": name, "documents": n_docs, "chunks": len(live)})
+    return kept
+
+
+def compact(folder: Path, manifest: dict, rows: Rows, dense: DenseIndex) -> tuple[Rows, bool]:
+    """Rewrite the segments holding deleted rows without them: the index's new rows, and whether the
+    HNSW graph was rebuilt. Nothing is deleted afterwards. BM25 already holds exactly the live rows,
+    in the same order, so it carries over as it is; the HNSW graph numbers rows, so it is rebuilt."""
+    if not rows.deleted.any():
+        return rows, False
+    manifest["segments"] = compact_segments(folder, manifest, rows)
+    rows = Rows([store.read_segment(folder, s["name"]) for s in manifest["segments"]])
+    dense.blocks = rows.vector_blocks
+    rebuild = dense.kind == "hnsw"
+    if rebuild:
+        log.info("koe5: rebuilding the HNSW graph over %d chunks", len(rows.live))
+        dense.build_graph()
+    return rows, rebuild
+
+
+def grow_dense(manifest: dict, dense: DenseIndex, n_live: int) -> bool:
+    """Switch the dense part to HNSW when ``auto`` crosses its threshold; whether it did."""
+    settings = manifest["dense"]
+    if choose_kind(n_live, settings["ann"], settings["threshold"]) == "hnsw" and dense.kind != "hnsw":
+        log.info("koe5: %d chunks: building the HNSW graph", n_live)
+        dense.build_graph()
+        return True
+    return False
+
+
+def commit_generation(folder: Path, manifest: dict, rows: Rows, bm25, dense, graph_changed: bool) -> None:
+    """Write the next generation (deleted rows, BM25, the HNSW graph) and commit it in the manifest."""
+    old_gen = folder / manifest["generation"]
+    number = int(manifest["generation"].split("-")[1]) + 1
+    gen = f"gen-{number:06d}"
+    with store.atomic_dir(folder / gen, replace=True) as tmp:
+        np.save(tmp / "deleted.npy", np.flatnonzero(rows.deleted))
+        bm25.save(tmp / "bm25")
+        if dense.kind == "hnsw":
+            if graph_changed or not (old_gen / "hnsw.faiss").exists():
+                dense.save_graph(tmp / "hnsw.faiss")
+            else:
+                store.link_or_copy(old_gen / "hnsw.faiss", tmp / "hnsw.faiss")
+    manifest["generation"] = gen
+    # the dense kind may change only upward (auto crossing the threshold); record what is active
+    manifest["dense"]["active"] = dense.kind
+    manifest["updated"] = now()
+    manifest["counts"] = {
+        "documents": len(rows.ids),
+        "chunks": len(rows.live),
+        "deleted_chunks": int(rows.deleted.sum()),
+        "skipped": manifest["counts"].get("skipped", {}),
+    }
+    store.write_manifest(folder, manifest)
+    store.collect_garbage(folder, manifest)
+
+
+def progress_bar(enabled: bool, desc: str, total: int | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="doc", disable=not enabled, leave=False)
+
+
+def length(documents) -> int | None:
+    try:
+        return len(documents)
+    except TypeError:
+        return None
+
+
+def describe_skips(skipped: Counter[str]) -> str:
+    if not skipped:
+        return ""
+    return " (skipped: " + ", ".join(f"{n} {reason}" for reason, n in skipped.items()) + ")"
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
