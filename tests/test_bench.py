@@ -184,3 +184,27 @@ def test_cli_bench_any_positive_cut_off(tiny_model_dir, tmp_path, monkeypatch):
     assert board.exit_code == 0 and "Top-k 7" in board.stdout, board.output
     refused = runner.invoke(app, [*args, "--k", "0"])
     assert refused.exit_code == 2 and "--k needs positive integers" in refused.output
+
+
+def test_a_killed_encoding_resumes_from_the_pieces_already_cached(tiny, tmp_path, monkeypatch):
+    from koe5 import embcache
+
+    monkeypatch.setattr(embcache, "SAVE_EVERY", 4)
+    cache = EmbeddingCache(tmp_path / "emb.sqlite")
+    texts = [f"문장 {i}번은 서울에 관한 것이다." for i in range(10)]
+    real = tiny.encode
+    calls = []
+
+    def dies_on_the_third_piece(batch, kind, **kw):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(batch, kind, **kw)
+
+    monkeypatch.setattr(tiny, "encode", dies_on_the_third_piece)
+    with pytest.raises(KeyboardInterrupt):
+        encode_cached(tiny, texts, "passage", cache)
+    monkeypatch.setattr(tiny, "encode", real)
+    vectors, n = encode_cached(tiny, texts, "passage", cache)
+    assert calls[:2] == [4, 4] and n == 2  # only the piece that never finished is encoded again
+    np.testing.assert_allclose(vectors, tiny.encode(texts, "passage"), atol=1e-5)

@@ -142,3 +142,15 @@ def test_env_reports_what_koe5_uses(default_model_dir):
     assert report["default_model"]["folder"] == str(default_model_dir)
     text = invoke("env")
     assert text.exit_code == 0 and f"attention_kernel: {attention.status}" in text.stdout
+
+
+def test_encode_checks_the_output_before_loading_and_counts_blank_lines(tiny_model_dir, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("서울\n\n부산\n  \n", encoding="utf-8")
+    refused = runner.invoke(app, ["encode", str(src), "-o", str(tmp_path / "out.csv"), "-m", "no/such-model"])
+    assert refused.exit_code == 2 and "out.csv: output must end in .npy or .jsonl" in refused.output
+    out = tmp_path / "out.npy"
+    done = runner.invoke(app, ["-q", "encode", str(src), "-o", str(out), "-m", str(tiny_model_dir)])
+    assert done.exit_code == 0, done.output
+    assert "warning: 2 blank input(s), the first at line/record 2" in done.output
+    assert np.load(out).shape[0] == 4

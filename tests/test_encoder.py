@@ -241,3 +241,15 @@ def test_unknown_hub_model_offline_fails_at_once_with_one_reason(monkeypatch, ca
     assert "offline mode is on (HF_HUB_OFFLINE)" in str(info.value)
     assert "no-such-org/no-such-model" in str(info.value)
     assert not [r for r in caplog.records if "Retry" in r.getMessage() or "retry" in r.getMessage()]
+
+
+def test_leftovers_of_a_killed_conversion_are_removed(default_model_dir):
+    from koe5 import registry
+
+    folder = registry.default_model_dir()
+    stale = folder.parent / f".{folder.name}.tmp-killed"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    said = []
+    assert registry.ensure_default_model(log_fn=said.append) == folder
+    assert not stale.exists() and any("left by an interrupted conversion" in s for s in said)

@@ -119,3 +119,24 @@ def test_bench_reports_each_retriever(tiny_model_dir, tmp_path):
         assert (tmp_path / row / "PublicHealthQA.json").exists()
     result = invoke("bench", "--tasks", "PublicHealthQA", "--retrievers", "bm25,sparse")
     assert result.exit_code == 2 and "--retrievers takes dense, bm25, hybrid" in result.output
+
+
+def test_unknown_filter_keys_are_said_and_unreadable_files_counted(docs_file, tiny_model_dir, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("서울은 대한민국의 수도이다.", encoding="utf-8")
+    (folder / "b.txt").write_bytes("café".encode("latin-1"))
+    built = invoke("index", "build", folder, "-o", tmp_path / "idx", "-m", tiny_model_dir, "--json")
+    assert built.exit_code == 0, built.output
+    report = json.loads(built.stdout)
+    assert report["skipped"] == {"files that are not valid UTF-8": 1}
+    assert report["counts"]["skipped"] == {"files that are not valid UTF-8": 1}
+    found = invoke("search", tmp_path / "idx", "수도", "--filter", "nokey=x", "--json")
+    doc = json.loads(found.stdout)
+    assert doc["hits"] == [] and doc["warnings"] == [
+        "no document has the metadata key 'nokey': its filter matches nothing"
+    ]
+    shown = invoke("search", tmp_path / "idx", "수도", "--filter", "nokey=x")
+    assert "warning: no document has the metadata key 'nokey'" in shown.output
+    known = json.loads(invoke("search", tmp_path / "idx", "수도", "--filter", "path=a.txt", "--json").stdout)
+    assert [h["doc_id"] for h in known["hits"]] == ["a.txt"] and "warnings" not in known

@@ -341,3 +341,35 @@ def test_a_second_build_of_a_folder_is_refused_while_the_first_runs(tiny, tiny_m
     assert sorted(index._rows.ids) == sorted(d["id"] for d in first_docs)
     with pytest.raises(InputError, match="already holds an index"):  # finished: never replaced unasked
         Index.build(docs[4:], tiny, folder)
+
+
+def test_resume_refuses_other_documents(tiny, docs, tmp_path, monkeypatch):
+    first, other = tmp_path / "first.jsonl", tmp_path / "other.jsonl"
+    first.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    other.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[:3]), encoding="utf-8")
+    with pytest.raises(KeyboardInterrupt):  # killed while writing the second segment
+        _interrupted(monkeypatch, 2, lambda: Index.build(first, tiny, tmp_path / "idx", segment_docs=4))
+    refusal = r"read .*first\.jsonl \(1 file\(s\), \d+ bytes\), not .*other\.jsonl"
+    with pytest.raises(InputError, match=refusal):
+        Index.build(other, tiny, tmp_path / "idx", segment_docs=4, resume=True)
+    done = Index.build(first, tiny, tmp_path / "idx", segment_docs=4, resume=True)
+    assert done.last_report["resumed_documents"] == 4 and len(done) == len(docs)
+    assert done.manifest["source"]["path"] == str(first.resolve())
+
+
+def _interrupted(monkeypatch, at_call: int, build) -> None:
+    """Run ``build`` with the segment writer interrupted on its ``at_call``-th segment."""
+    real = building.SegmentWriter.write_segment
+    calls = []
+
+    def flaky(self, folder, name, batch):
+        calls.append(name)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt
+        return real(self, folder, name, batch)
+
+    monkeypatch.setattr(building.SegmentWriter, "write_segment", flaky)
+    try:
+        build()
+    finally:
+        monkeypatch.undo()

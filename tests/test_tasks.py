@@ -286,6 +286,11 @@ def test_empty_corpus_is_an_error(tmp_path):
         load_beir(beir_folder(tmp_path, corpus="\n"))
 
 
+def test_empty_queries_file_is_named(tmp_path):
+    with pytest.raises(InputError, match=r"queries\.jsonl: no queries \(the file has no records\)"):
+        load_beir(beir_folder(tmp_path, queries=""))
+
+
 def test_no_evaluable_query_is_an_error(tmp_path):
     with pytest.raises(InputError, match="no query has a relevant document"):
         load_beir(beir_folder(tmp_path, qrels="q1\tnope\t1\n"))

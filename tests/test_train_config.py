@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from koe5.errors import InputError
@@ -89,3 +92,23 @@ def test_every_setting_the_cli_offers_has_its_help_in_the_config():
     for name in offered:
         assert isinstance(fields[name].metadata.get("help"), str), name
     assert fields["lr"].metadata["help"] == "Peak learning rate."
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"batch_size": "eight"}, "setting 'batch_size' must be int, got 'eight'"),
+        ({"lr": "1e-5"}, "setting 'lr' must be float, got '1e-5' (str); in YAML write numbers like 1.0e-5"),
+        ({"gradient_checkpointing": "yes"}, "setting 'gradient_checkpointing' must be bool"),
+        ({"max_length": 1.5}, "setting 'max_length' must be int or none"),
+        ({"negative_columns": ["a", 3]}, "setting 'negative_columns' must be list"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_named(tmp_path, setting, message):
+    from koe5.errors import ConfigError
+
+    key, value = next(iter(setting.items()))
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"data": ["rows.jsonl"], "output": "out", key: value}))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.from_dict(load_config_file(path), origin=str(path)).validate()

@@ -41,3 +41,7 @@ class SettingsError(Koe5Error, ValueError):
 
 class BusyError(Koe5Error):
     """Another process is writing the same folder (an index build, a conversion); names that process."""
+
+
+class ConfigError(InputError):
+    """A setting (of a training config file, flag or call) has the wrong type or value; names it."""

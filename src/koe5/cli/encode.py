@@ -18,6 +18,7 @@ from koe5.cli.options import (
     failing,
     say,
     show_progress,
+    warn,
     with_model_options,
 )
 
@@ -42,8 +43,14 @@ def encode(
 
     if kind not in ("query", "passage", "none"):
         fail(f"--kind must be query, passage or none, not {kind!r}")
+    if output and output != "-" and Path(output).suffix not in (".npy", ".jsonl", ".ndjson"):
+        fail(f"{output}: output must end in .npy or .jsonl")  # before any model is loaded
     with failing():
         texts = read_texts(input, fmt=fmt, field=field)
+        blank = sum(1 for t in texts.texts if not t.strip())
+        if blank:
+            first = _first_blank(texts)
+            warn(f"{blank} blank input(s), the first at line/record {first}, encoded as the bare prefix")
         enc = model_options.load()
         prefix = None if kind == "none" else kind
         vectors = enc.encode(texts.texts, prefix, batch_size=batch_size, show_progress=show_progress())
@@ -57,6 +64,12 @@ def encode(
 
 # Shaped like the KoE5 model card example: one query, a passage that answers it and one that does not.
 EXAMPLE_QUERY = "헌법과 법원조직법은 어떤 방식을 통해 기본권 보장 등의 다양한 법적 모색을 가능하게 했어"
+
+
+def _first_blank(texts) -> int:
+    return next(i for i, t in enumerate(texts.texts, 1) if not t.strip())
+
+
 EXAMPLE_PASSAGES = [
     "헌법과 법원조직법은 헌법재판소와 법원의 조직과 권한을 정하여, 국민이 재판을 통해 기본권 침해를 "
     "다툴 수 있는 길을 열어 두었다. 이로써 기본권 보장을 위한 다양한 법적 모색이 가능해졌다.",

@@ -95,6 +95,11 @@ def say(message: str) -> None:
         typer.echo(message, err=True)
 
 
+def warn(message: str) -> None:
+    """``warning: <message>`` on stderr, also under ``-q`` (the result may not be what was meant)."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 def fail(problem: Exception | str) -> NoReturn:
     """End the command: ``error: <problem>`` on stderr, exit code 2."""
     typer.echo(f"error: {problem}", err=True)

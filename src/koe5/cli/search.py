@@ -20,6 +20,7 @@ from koe5.cli.options import (
     failing,
     say,
     show_progress,
+    warn,
     with_model_options,
 )
 
@@ -271,10 +272,16 @@ def search(
                 base["depth"],
             )
         hits = index.search(query, k=k, mode=mode, filters=filters or None, fusion=chosen)
+        unknown = index.unknown_filter_keys(filters) if filters else []
+    warnings = [f"no document has the metadata key {key!r}: its filter matches nothing" for key in unknown]
     if as_json:
         doc = {"query": query, "mode": mode, "k": k, "hits": [h.to_dict() for h in hits]}
+        if warnings:
+            doc["warnings"] = warnings
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
+    for message in warnings:
+        warn(message)
     if not hits:
         typer.echo("no results")
         return

@@ -74,6 +74,20 @@ LIMITS = [
         "--drain-seconds",
         help="How long a shutdown waits for requests in flight.",
     ),
+    option(
+        "read_timeout_s",
+        float,
+        _D.read_timeout_s,
+        "--read-timeout",
+        help="Seconds a connection has to send a whole request (idle or slow ones are closed).",
+    ),
+    option(
+        "max_connections",
+        int,
+        _D.max_connections,
+        "--max-connections",
+        help="Connections and requests at once; more get 503.",
+    ),
 ]
 
 

@@ -26,7 +26,6 @@ from koe5.search.chunking import Chunker
 from koe5.search.dense import DenseIndex, HNSWParams, choose_kind
 from koe5.search.documents import EMPTY, Document, as_documents
 from koe5.search.korean import KiwiAnalyzer
-from koe5.search.rows import Rows
 
 log = logging.getLogger("koe5")
 
@@ -167,6 +166,7 @@ def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter,
     from koe5.files import writer_lock
 
     partial = folder.parent / f".{folder.name}.partial"
+    settings = {**settings, "source": source_of(documents)}
     with writer_lock(folder, wait=False):
         check_target(folder, how["overwrite"])
         manifest = start_partial(partial, settings, how["resume"])
@@ -182,6 +182,26 @@ def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter,
     for reason, count in report.skipped.items():
         log.warning("koe5: skipped %d %s", count, reason)
     return report
+
+
+def source_of(documents) -> dict | None:
+    """What a build reads, so that ``resume`` can refuse other documents: the file or folder, its
+    size and (a folder) its files; ``None`` for documents given in memory."""
+    from koe5.search.documents import DocumentSource
+
+    if isinstance(documents, (str, Path)):
+        documents = DocumentSource(documents)
+    if not isinstance(documents, DocumentSource):
+        return None
+    path = documents.path.resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {"path": str(path), "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
+def _read(source: dict | None) -> str:
+    if source is None:
+        return "documents given in memory"
+    return f"{source['path']} ({source['files']} file(s), {source['bytes']} bytes)"
 
 
 def read_batches(documents, size: int, show_progress: bool):
@@ -266,6 +286,12 @@ def start_partial(partial: Path, settings: dict, resume: bool) -> dict:
                 manifest = None
             if manifest is not None:
                 for key, value in settings.items():
+                    if key == "source" and manifest.get(key) != value:
+                        was, wanted = _read(manifest.get(key)), _read(value)
+                        raise InputError(
+                            f"cannot resume: the interrupted build in {partial} read {was}, not {wanted}; "
+                            "build again without --resume"
+                        )
                     if manifest.get(key) != value:
                         raise InputError(
                             f"cannot resume: the interrupted build in {partial} used other {key} settings "
@@ -334,80 +360,6 @@ def move_into_place(partial: Path, folder: Path) -> None:
 
     (partial / store.LOCK).unlink(missing_ok=True)
     swap_into_place(partial, folder)
-
-
-def compact_segments(folder: Path, manifest: dict, rows: Rows) -> list[dict]:
-    """Rewrite the segments holding deleted rows without them; the manifest entries of the new set
-    (segments left with no live row are dropped)."""
-    kept: list[dict] = []
-    for (_, seg, gone), meta in zip(rows.segment_rows(), manifest["segments"], strict=True):
-        if not gone.any():
-            kept.append(meta)
-            continue
-        live = np.flatnonzero(~gone)
-        if not len(live):
-            continue
-        name = f"{manifest['next_segment']:06d}"
-        manifest["next_segment"] += 1
-        columns = seg.table.take(live).to_pydict()
-        tokens = store.read_segment_tokens(folder, meta["name"])
-        store.write_segment(folder, name, columns, np.asarray(seg.vectors)[live], [tokens[i] for i in live])
-        n_docs = int((np.asarray(columns["chunk"]) == 0).sum())
-        kept.append({"name": name, "documents": n_docs, "chunks": len(live)})
-    return kept
-
-
-def compact(folder: Path, manifest: dict, rows: Rows, dense: DenseIndex) -> tuple[Rows, bool]:
-    """Rewrite the segments holding deleted rows without them: the index's new rows, and whether the
-    HNSW graph was rebuilt. Nothing is deleted afterwards. BM25 already holds exactly the live rows,
-    in the same order, so it carries over as it is; the HNSW graph numbers rows, so it is rebuilt."""
-    if not rows.deleted.any():
-        return rows, False
-    manifest["segments"] = compact_segments(folder, manifest, rows)
-    rows = Rows([store.read_segment(folder, s["name"]) for s in manifest["segments"]])
-    dense.blocks = rows.vector_blocks
-    rebuild = dense.kind == "hnsw"
-    if rebuild:
-        log.info("koe5: rebuilding the HNSW graph over %d chunks", len(rows.live))
-        dense.build_graph()
-    return rows, rebuild
-
-
-def grow_dense(manifest: dict, dense: DenseIndex, n_live: int) -> bool:
-    """Switch the dense part to HNSW when ``auto`` crosses its threshold; whether it did."""
-    settings = manifest["dense"]
-    if choose_kind(n_live, settings["ann"], settings["threshold"]) == "hnsw" and dense.kind != "hnsw":
-        log.info("koe5: %d chunks: building the HNSW graph", n_live)
-        dense.build_graph()
-        return True
-    return False
-
-
-def commit_generation(folder: Path, manifest: dict, rows: Rows, bm25, dense, graph_changed: bool) -> None:
-    """Write the next generation (deleted rows, BM25, the HNSW graph) and commit it in the manifest."""
-    old_gen = folder / manifest["generation"]
-    number = int(manifest["generation"].split("-")[1]) + 1
-    gen = f"gen-{number:06d}"
-    with store.atomic_dir(folder / gen, replace=True) as tmp:
-        np.save(tmp / "deleted.npy", np.flatnonzero(rows.deleted))
-        bm25.save(tmp / "bm25")
-        if dense.kind == "hnsw":
-            if graph_changed or not (old_gen / "hnsw.faiss").exists():
-                dense.save_graph(tmp / "hnsw.faiss")
-            else:
-                store.link_or_copy(old_gen / "hnsw.faiss", tmp / "hnsw.faiss")
-    manifest["generation"] = gen
-    # the dense kind may change only upward (auto crossing the threshold); record what is active
-    manifest["dense"]["active"] = dense.kind
-    manifest["updated"] = now()
-    manifest["counts"] = {
-        "documents": len(rows.ids),
-        "chunks": len(rows.live),
-        "deleted_chunks": int(rows.deleted.sum()),
-        "skipped": manifest["counts"].get("skipped", {}),
-    }
-    store.write_manifest(folder, manifest)
-    store.collect_garbage(folder, manifest)
 
 
 def progress_bar(enabled: bool, desc: str, total: int | None):

@@ -211,6 +211,8 @@ def as_documents(items: Iterable[Any] | str | Path, **fields: str) -> Iterable[D
     """Documents from a path (:class:`DocumentSource`), or from Documents or dicts as they are."""
     if isinstance(items, (str, Path)):
         return DocumentSource(items, **fields)
+    if isinstance(items, DocumentSource):  # itself: its skip counts (e.g. files not UTF-8) reach the report
+        return items
     if isinstance(items, Mapping):
         raise InputError("expected a list of documents, got a single mapping")
 

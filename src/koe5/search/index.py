@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from koe5.errors import IndexFormatError, InputError
-from koe5.search import building, ranking, store
+from koe5.search import building, changes, ranking, store
 from koe5.search.bm25 import KoreanBM25
 from koe5.search.chunking import Chunker
 from koe5.search.dense import ANN_THRESHOLD, DenseIndex, HNSWParams, choose_kind
@@ -70,8 +70,6 @@ class Index:
         self._open(_manifest)
         if encoder is not None:
             building.check_model(self.folder, self.manifest, encoder)
-
-    # --- opening ---------------------------------------------------------------------------
 
     @classmethod
     def load(cls, folder: str | Path, encoder=None) -> Index:
@@ -236,7 +234,7 @@ class Index:
                 self._dense.add(np.asarray(self._rows.segments[-1].vectors))
                 chunks += n_chunks
             graph_changed = bool(batches) and self._dense.kind == "hnsw"
-            graph_changed |= building.grow_dense(self.manifest, self._dense, len(self._rows.live))
+            graph_changed |= changes.grow_dense(self.manifest, self._dense, len(self._rows.live))
             self._commit(graph_changed)
         self.last_report = {
             "documents": len(new_ids),
@@ -311,14 +309,16 @@ class Index:
         ranked = ranking.rank(mode, dense, sparse, fusion)
         return [Hit.of_chunk(rows.chunk(row), score) for _, score, row in ranked[:k]]
 
+    def unknown_filter_keys(self, filters: dict[str, Any]) -> list[str]:
+        """The keys of ``filters`` that no document's metadata has (their filter matches nothing)."""
+        return ranking.unknown_keys(self._rows, filters)
+
     def _query_vector(self, query: str, given: np.ndarray | None) -> np.ndarray:
         if given is None:
             return self.encoder.encode_queries([query])[0]
         if np.shape(given) != (self.manifest["model"]["dim"],):
             raise InputError(f"query_vector must have shape ({self.manifest['model']['dim']},)")
         return given
-
-    # --- the mechanics of a change ---------------------------------------------------------
 
     @contextlib.contextmanager
     def _change(self) -> Iterator[None]:
@@ -340,10 +340,10 @@ class Index:
 
     def _compact(self) -> bool:
         """Rewrite segments with deleted rows; returns whether the HNSW graph was rebuilt."""
-        self._rows, rebuilt = building.compact(self.folder, self.manifest, self._rows, self._dense)
+        self._rows, rebuilt = changes.compact(self.folder, self.manifest, self._rows, self._dense)
         return rebuilt
 
     def _commit(self, graph_changed: bool) -> None:
-        building.commit_generation(
+        changes.commit_generation(
             self.folder, self.manifest, self._rows, self._bm25, self._dense, graph_changed
         )

@@ -142,10 +142,22 @@ def filter_mask(rows: Rows, filters: dict[str, Any]) -> np.ndarray:
     for key, want in filters.items():
         if not isinstance(key, str):
             raise InputError(f"filter keys must be strings, got {key!r}")
-        accept = set(want) if isinstance(want, (list, tuple, set, frozenset)) else {want}
+        wanted = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
+        if not all(w is None or isinstance(w, (str, int, float, bool)) for w in wanted):
+            raise InputError(
+                f"filter {key!r}: a value must be a string, number, boolean or None, or a list of them "
+                f"(got {type(want).__name__})"
+            )
+        accept = set(wanted)
         values = rows.doc_ids if key == "doc_id" else [m.get(key, _MISSING) for m in rows.metadata()]
         keep &= np.fromiter((_matches(v, accept) for v in values), dtype=bool, count=len(values))
     return keep[rows.chunk_doc] if len(rows) else np.zeros(0, bool)
+
+
+def unknown_keys(rows: Rows, filters: dict[str, Any]) -> list[str]:
+    """The keys of ``filters`` (``doc_id`` aside) that no live document's metadata has."""
+    docs = [rows.metadata()[d] for d in rows.ids.values()]
+    return [key for key in filters if key != "doc_id" and not any(key in meta for meta in docs)]
 
 
 def _matches(value: Any, accept: set) -> bool:

@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException
 
 from koe5 import __version__
 from koe5.serve.errors import ApiError, api_error, http_error, internal_error, invalid_request
-from koe5.serve.middleware import BearerAuth, BodyLimit, Timing
+from koe5.serve.middleware import BearerAuth, BodyLimit, ContainErrors, Timing
 from koe5.serve.routes import ROUTERS
 from koe5.serve.routes.search import warm_up
 from koe5.serve.settings import Settings
@@ -103,6 +103,7 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
     for router in ROUTERS:
         app.include_router(router)
     # outermost first: timing sees every answer, auth runs before a body is read
+    app.add_middleware(ContainErrors, metrics=state.metrics)
     app.add_middleware(BodyLimit, limit=state.settings.max_body_bytes, metrics=state.metrics)
     if state.settings.api_key:
         app.add_middleware(BearerAuth, key=state.settings.api_key, metrics=state.metrics)

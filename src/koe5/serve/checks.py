@@ -22,6 +22,7 @@ from koe5.serve.batcher import Encoded
 from koe5.serve.errors import ApiError
 from koe5.serve.settings import Settings
 from koe5.serve.state import ServeState
+from koe5.textio import surrogate_at
 
 
 def check_length(text: str, name: str, param: str, settings: Settings) -> None:
@@ -49,7 +50,35 @@ def check_texts(value: str | list[str], param: str, settings: Settings) -> list[
         )
     for i, text in enumerate(texts):
         check_length(text, f"{param}[{i}]", param, settings)
+        check_unicode(text, f"{param}[{i}]", param)
     return texts
+
+
+def check_unicode(text: str, name: str, param: str) -> None:
+    """422 ``invalid_text`` for a lone surrogate (a JSON escape such as ``"\\ud800"`` gives one):
+    no tokenizer accepts it."""
+    at = surrogate_at(text)
+    if at is not None:
+        raise ApiError(
+            422,
+            "invalid_text",
+            f"{name}: lone surrogate U+{ord(text[at]):04X} at character {at}: not valid Unicode text",
+            param=param,
+        )
+
+
+def check_filters(filters: dict | None) -> None:
+    """422 naming the key unless each filter value is a scalar or a list of scalars."""
+    for key, value in (filters or {}).items():
+        values = value if isinstance(value, list) else [value]
+        if not all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"filters.{key}: a value must be a string, number, boolean or null, or a list of them "
+                f"(got {type(value).__name__})",
+                param="filters",
+            )
 
 
 def check_dimensions(dimensions: int | None, encoder, settings: Settings) -> int | None:

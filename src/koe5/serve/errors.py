@@ -119,6 +119,11 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> Resp
 
 async def http_error(request: Request, exc: HTTPException) -> Response:
     """Starlette's own errors (an unknown path, a wrong method) in koe5's shape; not counted as refusals."""
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        # FastAPI's answer to a body json.loads cannot read: invalid UTF-8, or nested too deeply
+        message = "the body is not valid JSON (not UTF-8, or nested too deeply)"
+        error = ApiError(422, "malformed_json", message)
+        return await api_error(request, error)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     error = ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
     return error_response(request.url.path, error)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 
 from koe5.serve.errors import error_body
+
+log = logging.getLogger("koe5.serve")
 
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]
@@ -89,6 +92,38 @@ class BearerAuth:
             "missing or invalid API key: send the header 'Authorization: Bearer <key>'",
             {"WWW-Authenticate": "Bearer"},
         )
+
+
+class ContainErrors:
+    """A failure no handler turned into an answer becomes a 500 here, and the connection lives on.
+
+    Starlette answers such an exception with a 500 and then raises it again to the server, which
+    drops the connection without ``Connection: close``: the client's next request on that keep-alive
+    connection fails. Here the exception ends with the answer (its traceback in the log).
+    """
+
+    def __init__(self, app: ASGIApp, metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_and_watch(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except Exception:
+            if started:  # half an answer is out: only closing the connection can end it
+                raise
+            log.exception("koe5: %s %s failed", scope.get("method"), scope.get("path"))
+            message = "internal error; the server log has the details"
+            await send_error(send, scope.get("path", ""), 500, "internal_error", message)
 
 
 class BodyLimit:

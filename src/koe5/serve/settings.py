@@ -44,6 +44,11 @@ class Settings:
     any model; otherwise only for models the registry lists with ``matryoshka_dims``.
     ``drain_seconds``: how long a shutdown waits for requests in flight.
 
+    Connections: a request must arrive whole (headers and body) within ``read_timeout_s`` of the
+    connection opening or of the previous response, else the connection is closed (idle and
+    dribbling clients would otherwise hold it forever); at most ``max_connections`` connections and
+    requests at once, more get 503.
+
     A value out of range raises :class:`~koe5.errors.SettingsError` naming the field.
     """
 
@@ -60,6 +65,8 @@ class Settings:
     allow_dimensions: bool = False
     api_key: str | None = field(default=None, repr=False)
     drain_seconds: float = 30.0
+    read_timeout_s: float = 30.0
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from koe5.errors import InputError
+from koe5.errors import ConfigError, InputError
 from koe5.runtime.base import PRECISIONS
 
 #: cached-mnrl: CachedMultipleNegativesRankingLoss (KoE5); mnrl: the same loss without GradCache;
@@ -119,7 +121,10 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> TrainConfig:
-        """Raise :class:`InputError` naming the first setting that cannot work."""
+        """Raise :class:`InputError` naming the first setting that cannot work (a
+        :class:`~koe5.errors.ConfigError` for a value of the wrong type)."""
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name))
         if not self.data:
             raise InputError(
                 "no training data: give --data (JSONL, CSV, Parquet, a saved dataset or a hub id)"
@@ -146,6 +151,36 @@ class TrainConfig:
         if self.eval_holdout < 0:
             raise InputError(f"eval_holdout must be >= 0, got {self.eval_holdout}")
         return self
+
+
+_HINTS: dict[str, Any] = {}
+
+
+def _check_type(name: str, value: Any) -> None:
+    """A :class:`ConfigError` unless ``value`` fits the field's annotation (an int passes for a float)."""
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(TrainConfig))
+    hint = _HINTS[name]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+    def fits(kind: Any) -> bool:
+        if kind is type(None):
+            return value is None
+        if typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            return isinstance(value, list) and all(isinstance(v, item) for v in value)
+        if kind is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, kind)
+
+    if not any(fits(kind) for kind in options):
+        wanted = " or ".join("none" if k is type(None) else getattr(k, "__name__", str(k)) for k in options)
+        hint = ""
+        if float in options and isinstance(value, str):
+            hint = "; in YAML write numbers like 1.0e-5 (PyYAML reads 1e-5 as a string)"
+        raise ConfigError(f"setting {name!r} must be {wanted}, got {value!r} ({type(value).__name__}){hint}")
 
 
 def _default_of(f: dataclasses.Field) -> Any:

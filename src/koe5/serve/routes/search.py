@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from koe5.errors import InputError
-from koe5.serve.checks import check_length, encode
+from koe5.serve.checks import check_filters, check_length, check_unicode, encode
 from koe5.serve.errors import ApiError
 from koe5.serve.responses import error_docs, json_response
 from koe5.serve.schemas import ErrorBody, SearchRequest, SearchResponse
@@ -41,6 +41,8 @@ async def search(request: SearchRequest, state: State) -> Response:
     if not request.query.strip():
         raise ApiError(422, "empty_input", "query is empty", param="query")
     check_length(request.query, "query", "query", settings)
+    check_unicode(request.query, "query", "query")
+    check_filters(request.filters)
     if request.k > settings.max_k:
         raise ApiError(422, "max_k", f"k is {request.k}; at most {settings.max_k} (max_k)", param="k")
     vector = None
