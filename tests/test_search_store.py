@@ -176,7 +176,7 @@ def test_rows_drop_and_append(tmp_path):
     assert rows.chunk_doc.tolist() == [0, 0, 1, 2, 3, 3]
     assert rows.chunk(5)["doc_id"] == "d" and rows.chunk(5)["chunk"] == 1
     assert rows.drop(["d"]).tolist() == [2, 3]  # d's rows 4 and 5 are BM25 rows 2 and 3
-    masks = [gone.tolist() for _, _, gone in rows.segment_rows()]
+    masks = [gone.tolist() for _, gone in rows.segment_rows()]
     assert masks == [[True, True, False], [False, True, True]]
 
 

@@ -24,7 +24,7 @@ def compact_segments(folder: Path, manifest: dict, rows: Rows) -> list[dict]:
     """Rewrite the segments holding deleted rows without them; the manifest entries of the new set
     (segments left with no live row are dropped)."""
     kept: list[dict] = []
-    for (_, seg, gone), meta in zip(rows.segment_rows(), manifest["segments"], strict=True):
+    for (seg, gone), meta in zip(rows.segment_rows(), manifest["segments"], strict=True):
         if not gone.any():
             kept.append(meta)
             continue

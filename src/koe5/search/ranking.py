@@ -142,8 +142,8 @@ def filter_mask(rows: Rows, filters: dict[str, Any]) -> np.ndarray:
     for key, want in filters.items():
         if not isinstance(key, str):
             raise InputError(f"filter keys must be strings, got {key!r}")
-        wanted = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
-        if not all(w is None or isinstance(w, (str, int, float, bool)) for w in wanted):
+        wanted = filter_values(want)
+        if wanted is None:
             raise InputError(
                 f"filter {key!r}: a value must be a string, number, boolean or None, or a list of them "
                 f"(got {type(want).__name__})"
@@ -152,6 +152,13 @@ def filter_mask(rows: Rows, filters: dict[str, Any]) -> np.ndarray:
         values = rows.doc_ids if key == "doc_id" else [m.get(key, _MISSING) for m in rows.metadata()]
         keep &= np.fromiter((_matches(v, accept) for v in values), dtype=bool, count=len(values))
     return keep[rows.chunk_doc] if len(rows) else np.zeros(0, bool)
+
+
+def filter_values(want: Any) -> list | None:
+    """The values a filter's ``want`` accepts (a list/tuple/set means any of them), or ``None`` when
+    one is not a string, number, boolean or None: metadata holds no other value to compare with."""
+    wanted = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
+    return wanted if all(w is None or isinstance(w, (str, int, float, bool)) for w in wanted) else None
 
 
 def unknown_keys(rows: Rows, filters: dict[str, Any]) -> list[str]:

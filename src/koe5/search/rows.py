@@ -89,10 +89,10 @@ class Rows:
         self.live = np.flatnonzero(~self.deleted)
         self._metadata = None
 
-    def segment_rows(self) -> list[tuple[int, Segment, np.ndarray]]:
-        """Each segment with its position and the mask of its deleted rows."""
+    def segment_rows(self) -> list[tuple[Segment, np.ndarray]]:
+        """Each segment with the mask of its deleted rows."""
         starts = self.seg_starts
-        return [(i, s, self.deleted[starts[i] : starts[i] + len(s)]) for i, s in enumerate(self.segments)]
+        return [(s, self.deleted[starts[i] : starts[i] + len(s)]) for i, s in enumerate(self.segments)]
 
     def chunk(self, row: int) -> dict[str, Any]:
         """The stored record of one chunk row, metadata parsed."""

@@ -103,7 +103,7 @@ def create_app(encoder, index=None, settings: Settings | None = None) -> FastAPI
     for router in ROUTERS:
         app.include_router(router)
     # outermost first: timing sees every answer, auth runs before a body is read
-    app.add_middleware(ContainErrors, metrics=state.metrics)
+    app.add_middleware(ContainErrors)
     app.add_middleware(BodyLimit, limit=state.settings.max_body_bytes, metrics=state.metrics)
     if state.settings.api_key:
         app.add_middleware(BearerAuth, key=state.settings.api_key, metrics=state.metrics)

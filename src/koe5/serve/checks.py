@@ -18,6 +18,7 @@ import asyncio
 
 import numpy as np
 
+from koe5.search.ranking import filter_values
 from koe5.serve.batcher import Encoded
 from koe5.serve.errors import ApiError
 from koe5.serve.settings import Settings
@@ -70,8 +71,7 @@ def check_unicode(text: str, name: str, param: str) -> None:
 def check_filters(filters: dict | None) -> None:
     """422 naming the key unless each filter value is a scalar or a list of scalars."""
     for key, value in (filters or {}).items():
-        values = value if isinstance(value, list) else [value]
-        if not all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
+        if filter_values(value) is None:
             raise ApiError(
                 422,
                 "invalid_request",

@@ -36,6 +36,8 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable_error",
 }
+#: The message of every 500: the details go to the server's log only.
+INTERNAL_ERROR = "internal error; the server log has the details"
 _TEI_TYPES = {401: "unauthorized", 413: "validation", 422: "validation", 429: "overloaded", 503: "unhealthy"}
 
 
@@ -134,5 +136,5 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     log.error("koe5: %s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(
         request.url.path,
-        ApiError(500, "internal_error", "internal error; the server log has the details"),
+        ApiError(500, "internal_error", INTERNAL_ERROR),
     )

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 
-from koe5.serve.errors import error_body
+from koe5.serve.errors import INTERNAL_ERROR, error_body
 
 log = logging.getLogger("koe5.serve")
 
@@ -102,8 +102,8 @@ class ContainErrors:
     connection fails. Here the exception ends with the answer (its traceback in the log).
     """
 
-    def __init__(self, app: ASGIApp, metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,8 +122,7 @@ class ContainErrors:
             if started:  # half an answer is out: only closing the connection can end it
                 raise
             log.exception("koe5: %s %s failed", scope.get("method"), scope.get("path"))
-            message = "internal error; the server log has the details"
-            await send_error(send, scope.get("path", ""), 500, "internal_error", message)
+            await send_error(send, scope.get("path", ""), 500, "internal_error", INTERNAL_ERROR)
 
 
 class BodyLimit:
