@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = ("README.md", "docs/performance.md")
+PAGES = ("README.md", "docs/performance.md", "docs/postgres.md")
 BLOCK = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- /results -->)", re.DOTALL)
 INPUTS = (("query", "queries"), ("short passage", "short passages"), ("passage", "long passages"))
 TASKS = ("AutoRAGRetrieval", "BelebeleRetrieval", "PublicHealthQA", "SQuADKorV1Retrieval")
@@ -390,6 +390,45 @@ def headline_quality(name: str) -> str:
     return about(caption, machine, None, files) + table(["ranking", *TASK_HEADS], body)
 
 
+def postgres_store(name: str) -> str:
+    """The PostgreSQL store against the folder index: build, latency, concurrency, two servers."""
+    r = load(name)
+    m = r["machine"]
+    out = about(
+        f"{r['documents']:,} documents ({r['chunks']:,} chunks), folder index and PostgreSQL in one run",
+        f"{m['cpu']}, {m['cores']} cores; PostgreSQL {m['postgres']}",
+        f"{m['fp32 GEMM (GFLOP/s)']} GFLOP/s",
+        name,
+        "benchmarks/postgres_store.py",
+    )
+    build = r["build (s)"]
+    rows = [
+        [
+            "build (s)",
+            f"{build['folder']:.1f}",
+            f"{build['postgres']:.1f}",
+            f"{build['postgres'] / build['folder']:.2f}",
+        ]
+    ]
+    for row in r["latency"]:
+        for q in ("p50", "p99"):
+            a, b = row[f"folder {q} (ms)"], row[f"postgres {q} (ms)"]
+            rows.append([f"{row['mode']} search {q} (ms)", f"{a:.2f}", f"{b:.2f}", f"{b / a:.2f}"])
+    out += table(["", "folder", "PostgreSQL", "PostgreSQL × folder"], rows)
+    c, s = r["concurrent"], r["two servers"]
+    out += (
+        f"\nHybrid top 10 identical in both stores for {r['hybrid top-10 identical (of 50 queries)']} of 50 "
+        f"queries (query vectors given: the stores' candidates and fusion, not the model).\n\n"
+        f"{c['searchers']} concurrent searchers while a writer added {c['batches written']} batches: "
+        f"{c['searches']:,} searches ({c['searches/s']}/s), {c['errors']} errors, "
+        f"{c['half-applied views']} searches that saw half a batch.\n\n"
+        f"Two `koe5 serve --index URL` processes on one database, {s['clients']} client threads, "
+        f"{s['requests']} hybrid searches: statuses {s['statuses']}, {s['requests/s']} requests/s, "
+        f"p50 {s['p50 (ms)']} ms, p99 {s['p99 (ms)']} ms (the query embedded by each server).\n"
+    )
+    return out
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
     "cpu_speed.json": cpu_speed,
     "cpu_speed_previous_run.json": cpu_speed,
@@ -403,6 +442,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "gpu_speed.json#quality": gpu_quality,
     "gpu_speed.json#before": gpu_before,
     "finetune_korean.json": finetune,
+    "postgres_store.json": postgres_store,
     "finetune_korean.json#dev": finetune_dev,
     "headline-speed": headline_speed,
     "headline-quality": headline_quality,

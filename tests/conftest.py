@@ -57,6 +57,18 @@ def default_model_dir(isolated_cache) -> Path:
     return ensure_default_model()
 
 
+@pytest.fixture(scope="session")
+def docs(sample_texts) -> list[dict]:
+    """Short Korean documents with metadata, and one long document of many chunks (index tests)."""
+    out = [
+        {"id": f"s{i}", "text": text, "title": "", "kind": "short", "n": i}
+        for i, text in enumerate(sample_texts)
+    ]
+    long_text = "\n".join(sample_texts * 4) + "\n제주도의 한라산은 겨울에 눈이 많이 내린다."
+    out.append({"id": "long", "title": "긴 문서", "text": long_text, "kind": "long"})
+    return out
+
+
 TRAIN_SAMPLE = DATA / "train" / "welfare_sample.jsonl"
 
 
@@ -89,3 +101,20 @@ def tiny_train_model_no_dropout(tmp_path_factory, tiny_train_model_dir) -> Path:
     config["hidden_dropout_prob"] = config["attention_probs_dropout_prob"] = 0.0
     (dst / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return dst
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL 16 + pgvector server (the pgserver wheel's), started for the session and
+    stopped after. Skipped with the reason where it cannot start, unless KOE5_REQUIRE_POSTGRES=1 (CI)."""
+    try:
+        from koe5.search.postgres.local import LocalPostgres
+
+        server = LocalPostgres(tmp_path_factory.mktemp("postgres")).start()
+    except Exception as exc:  # no pgserver wheel, no way to run it as an unprivileged user, ...
+        if os.environ.get("KOE5_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"cannot start a local PostgreSQL with pgvector: {exc}")
+    yield server
+    server.stop()
+    server.remove_temporary()

@@ -14,17 +14,6 @@ from koe5.search.bm25 import KoreanBM25
 
 
 @pytest.fixture(scope="module")
-def docs(sample_texts):
-    out = [
-        {"id": f"s{i}", "text": text, "title": "", "kind": "short", "n": i}
-        for i, text in enumerate(sample_texts)
-    ]
-    long_text = "\n".join(sample_texts * 4) + "\n제주도의 한라산은 겨울에 눈이 많이 내린다."
-    out.append({"id": "long", "title": "긴 문서", "text": long_text, "kind": "long"})
-    return out
-
-
-@pytest.fixture(scope="module")
 def built(tiny, docs, tmp_path_factory):
     folder = tmp_path_factory.mktemp("idx") / "index"
     return Index.build(docs, tiny, folder, chunk_tokens=64, overlap=8)

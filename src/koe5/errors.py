@@ -45,3 +45,13 @@ class BusyError(Koe5Error):
 
 class ConfigError(InputError):
     """A setting (of a training config file, flag or call) has the wrong type or value; names it."""
+
+
+class DatabaseError(Koe5Error):
+    """A PostgreSQL database cannot hold or serve a koe5 index (no pgvector, no privilege, another index
+    in the way); names the database and the cause."""
+
+
+class StoreUnavailableError(DatabaseError):
+    """The database server of an index cannot be reached now (down, refusing, timed out); names the
+    server. The server answers 503 and recovers when the database is back."""

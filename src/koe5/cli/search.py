@@ -30,7 +30,8 @@ index_app = typer.Typer(
 )
 app.add_typer(index_app, name="index")
 
-IndexArg = Annotated[Path, typer.Argument(help="The index folder.")]
+# a str, not a Path: Path would fold the // of a postgresql:// URL
+IndexArg = Annotated[str, typer.Argument(help="The index folder, or a postgresql://…?index=NAME URL.")]
 DocsArg = Annotated[
     Path, typer.Argument(help="JSONL, CSV/TSV, Parquet (id, text, optional title and metadata) or a folder.")
 ]
@@ -45,7 +46,7 @@ def _source(docs: Path, id_field: str, text_field: str, title_field: str):
     return DocumentSource(docs, id_field=id_field, text_field=text_field, title_field=title_field)
 
 
-def _report(action: str, folder: Path, report: dict, index, as_json: bool) -> None:
+def _report(action: str, folder: str, report: dict, index, as_json: bool) -> None:
     counts = index.manifest["counts"]
     if as_json:
         doc = {"index": str(folder), "action": action, **report, "counts": counts}
@@ -67,7 +68,9 @@ def _report(action: str, folder: Path, report: dict, index, as_json: bool) -> No
 @with_model_options
 def build(
     docs: DocsArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The index folder to create.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="The index folder to create, or a postgresql://… URL.")
+    ],
     chunk_tokens: Annotated[
         int | None,
         typer.Option("--chunk-tokens", help="Tokens per chunk, prefix included (default: the model's max)."),
@@ -193,10 +196,10 @@ def delete(
 @index_app.command("info")
 def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
     """What an index holds: model, settings, counts."""
-    from koe5.search.store import read_manifest
+    from koe5.search.opening import read_info
 
     with failing():
-        manifest = read_manifest(index_dir)
+        manifest = read_info(index_dir)
     if as_json:
         typer.echo(json.dumps(manifest, ensure_ascii=False, indent=2))
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -106,7 +105,8 @@ def serve(
         ),
     ] = None,
     index: Annotated[
-        Path | None, typer.Option("--index", help="An index folder (koe5 index build) for POST /search.")
+        str | None,
+        typer.Option("--index", help="An index (koe5 index build): a folder or a postgresql://… URL."),
     ] = None,
     backend: Annotated[
         str | None,
@@ -133,7 +133,7 @@ def serve(
         settings = Settings.from_env(**(limits or {}))
     with failing():
         encoder, search_index = _open(index, model_options)
-    _announce(host, port, encoder, index, settings)
+    _announce(host, port, encoder, search_index, settings)
     run(
         create_app(encoder, search_index, settings),
         host,
@@ -143,7 +143,7 @@ def serve(
     )
 
 
-def _open(index: Path | None, options: ModelOptions):
+def _open(index: str | None, options: ModelOptions):
     """The encoder and the index: the index's own model unless ``--model`` names one (which must match)."""
     if index is None:
         return options.load(), None
@@ -153,14 +153,14 @@ def _open(index: Path | None, options: ModelOptions):
     return found.encoder, found
 
 
-def _announce(host: str, port: int, encoder, index: Path | None, settings: Settings) -> None:
+def _announce(host: str, port: int, encoder, index, settings: Settings) -> None:
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         typer.echo(
             f"warning: serving on {host} without {API_KEY_ENV}: anyone who can reach it can use it", err=True
         )
     say(
         f"koe5 serve: {encoder.name} ({encoder.dim} dims, {encoder.backend})"
-        + (f", index {index}" if index else "")
+        + (f", index {index.folder}" if index is not None else "")
         + (f", bearer auth from {API_KEY_ENV}" if settings.api_key else "")
         + f" on http://{host}:{port}"
     )

@@ -51,6 +51,12 @@ class SegmentWriter:
         return cls(encoder, chunker, analyzer, cache, batch_size, show_progress)
 
     def write_segment(self, folder: Path, name: str, docs: list[Document]) -> int:
+        columns, vectors, tokens = self.prepare(docs)
+        store.write_segment(folder, name, columns, vectors, tokens)
+        return len(tokens)
+
+    def prepare(self, docs: list[Document]) -> tuple[dict[str, list], np.ndarray, list[list[str]]]:
+        """The chunks of ``docs`` (columns of :data:`store.COLUMNS`), their vectors and Kiwi terms."""
         from koe5.embcache import encode_cached
 
         pieces = self.chunker.split_many([d.text for d in docs], [d.title for d in docs])
@@ -76,9 +82,7 @@ class SegmentWriter:
             show_progress=self.show_progress,
             **({"batch_size": self.batch_size} if self.batch_size else {}),
         )
-        tokens = self.analyzer.analyze(inputs)
-        store.write_segment(folder, name, columns, vectors, tokens)
-        return len(inputs)
+        return columns, vectors, self.analyzer.analyze(inputs)
 
 
 def settings_of(encoder, chunker: Chunker, analyzer: KiwiAnalyzer, **choices) -> dict:
@@ -118,7 +122,7 @@ def settings_of(encoder, chunker: Chunker, analyzer: KiwiAnalyzer, **choices) ->
 
 @dataclass
 class BuildReport:
-    """What :func:`write_segments` did."""
+    """What :func:`write_batches` did."""
 
     documents: int = 0
     chunks: int = 0
@@ -126,32 +130,51 @@ class BuildReport:
     skipped: Counter[str] | None = None
 
 
-def write_segments(
-    partial: Path, manifest: dict, documents, writer: SegmentWriter, segment_docs: int, show_progress: bool
-) -> BuildReport:
-    """Write the documents not yet in the partial build as segments, recording each in its manifest."""
-    done: set[str] = set()
-    for seg in manifest["segments"]:
-        done.update(store.read_segment(partial, seg["name"]).table.column("doc_id").to_pylist())
+def write_batches(target, documents, segment_docs: int, show_progress: bool) -> BuildReport:
+    """Write the documents not yet in a partial build, one batch at a time, each one a resume point.
+
+    ``target`` is where the build goes: ``done_ids()`` (documents of finished batches), ``write(batch)``
+    (one batch, committed, returns its chunks) and ``name`` (for the log): a partial folder
+    (:class:`PartialFolder`) or a database's staging schema.
+    """
+    done = target.done_ids()
     if done:
-        folder = partial.with_name(partial.name.removeprefix(".").removesuffix(".partial"))
-        log.info("koe5: resuming %s: %d documents already indexed", folder, len(done))
+        log.info("koe5: resuming %s: %d documents already indexed", target.name, len(done))
     report = BuildReport(resumed=len(done), skipped=Counter())  # a resumed build recounts skips
     docs_iter = as_documents(documents)
     progress = progress_bar(show_progress, "indexing documents", length(documents))
     progress.update(len(done))
     seen: dict[str, str] = dict.fromkeys(done, "the interrupted build")
     for batch in batches(docs_iter, segment_docs, seen, report.skipped, progress, resumed=done):
-        name = f"{manifest['next_segment']:06d}"
-        n_chunks = writer.write_segment(partial, name, batch)
-        manifest["segments"].append({"name": name, "documents": len(batch), "chunks": n_chunks})
-        manifest["next_segment"] += 1
-        store.write_manifest(partial, manifest)  # the resume point
+        report.chunks += target.write(batch)
         report.documents += len(batch)
-        report.chunks += n_chunks
     progress.close()
     report.skipped.update(getattr(docs_iter, "skipped", {}))
     return report
+
+
+class PartialFolder:
+    """A folder build in progress as a :func:`write_batches` target: each batch a segment, recorded in
+    the partial manifest."""
+
+    def __init__(self, partial: Path, manifest: dict, writer: SegmentWriter) -> None:
+        self.partial, self.manifest, self.writer = partial, manifest, writer
+        self.name = str(partial.with_name(partial.name.removeprefix(".").removesuffix(".partial")))
+
+    def done_ids(self) -> set[str]:
+        done: set[str] = set()
+        for seg in self.manifest["segments"]:
+            done.update(store.read_segment(self.partial, seg["name"]).table.column("doc_id").to_pylist())
+        return done
+
+    def write(self, batch: list[Document]) -> int:
+        manifest = self.manifest
+        name = f"{manifest['next_segment']:06d}"
+        n_chunks = self.writer.write_segment(self.partial, name, batch)
+        manifest["segments"].append({"name": name, "documents": len(batch), "chunks": n_chunks})
+        manifest["next_segment"] += 1
+        store.write_manifest(self.partial, manifest)  # the resume point
+        return n_chunks
 
 
 def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter, **how) -> BuildReport:
@@ -172,9 +195,8 @@ def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter,
         manifest = start_partial(partial, settings, how["resume"])
         manifest["koe5"] = __version__
         with store.writer_lock(partial):
-            report = write_segments(
-                partial, manifest, documents, writer, how["segment_docs"], how["show_progress"]
-            )
+            target = PartialFolder(partial, manifest, writer)
+            report = write_batches(target, documents, how["segment_docs"], how["show_progress"])
             if not sum(s["documents"] for s in manifest["segments"]):
                 raise InputError(f"no documents to index{describe_skips(report.skipped)}")
             finish(partial, manifest, settings, report.skipped)
@@ -276,6 +298,23 @@ def check_target(folder: Path, overwrite: bool) -> None:
         raise InputError(f"{folder} already holds an index; pass overwrite (--force) to replace it")
 
 
+def check_resumable(where, recorded: dict, settings: dict) -> None:
+    """:class:`InputError` unless an interrupted build ``recorded`` read the same documents with the
+    same ``settings`` (then resuming it gives the index a fresh build would)."""
+    for key, value in settings.items():
+        if key == "source" and recorded.get(key) != value:
+            was, wanted = _read(recorded.get(key)), _read(value)
+            raise InputError(
+                f"cannot resume: the interrupted build in {where} read {was}, not {wanted}; "
+                "build again without --resume"
+            )
+        if recorded.get(key) != value:
+            raise InputError(
+                f"cannot resume: the interrupted build in {where} used other {key} settings "
+                f"({recorded.get(key)} vs {value}); build again without --resume"
+            )
+
+
 def start_partial(partial: Path, settings: dict, resume: bool) -> dict:
     """The manifest of the build in progress: resumed from ``partial`` or a fresh one."""
     if partial.exists():
@@ -285,18 +324,7 @@ def start_partial(partial: Path, settings: dict, resume: bool) -> dict:
             except IndexFormatError:
                 manifest = None
             if manifest is not None:
-                for key, value in settings.items():
-                    if key == "source" and manifest.get(key) != value:
-                        was, wanted = _read(manifest.get(key)), _read(value)
-                        raise InputError(
-                            f"cannot resume: the interrupted build in {partial} read {was}, not {wanted}; "
-                            "build again without --resume"
-                        )
-                    if manifest.get(key) != value:
-                        raise InputError(
-                            f"cannot resume: the interrupted build in {partial} used other {key} settings "
-                            f"({manifest.get(key)} vs {value}); build again without --resume"
-                        )
+                check_resumable(partial, manifest, settings)
                 return manifest
         log.info("koe5: removing the unfinished build in %s", partial)
         shutil.rmtree(partial)

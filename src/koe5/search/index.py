@@ -4,7 +4,8 @@
 and analyses them for BM25; ``search`` ranks documents by their best chunk, densely, by BM25 or by both
 fused (:mod:`~koe5.search.hybrid`), and returns that chunk. ``add`` and ``delete`` change the index by
 document id, encoding and analysing only the new documents. The folder layout and why a crash never
-leaves it half-written: :mod:`~koe5.search.store`.
+leaves it half-written: :mod:`~koe5.search.store`; a ``postgresql://`` URL instead of a folder puts the
+index in a database (:mod:`~koe5.search.postgres`; ``build`` and ``load`` return a ``PgIndex``).
 
 Example::
 
@@ -42,6 +43,7 @@ from koe5.search.dense import ANN_THRESHOLD, DenseIndex, HNSWParams, choose_kind
 from koe5.search.documents import Document
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion
 from koe5.search.korean import KiwiAnalyzer
+from koe5.search.location import is_database
 from koe5.search.ranking import MODES, Hit
 from koe5.search.rows import Rows
 
@@ -73,8 +75,12 @@ class Index:
 
     @classmethod
     def load(cls, folder: str | Path, encoder=None) -> Index:
-        """Open an index. Without ``encoder`` the model it was built with is loaded when first needed;
-        with one, it must be that same model (:class:`~koe5.errors.ModelMismatchError` otherwise)."""
+        """Open an index. Without ``encoder`` its own model is loaded when first needed; with one, it
+        must be that model (:class:`~koe5.errors.ModelMismatchError`)."""
+        if is_database(folder):
+            from koe5.search.postgres import PgIndex
+
+            return PgIndex.load(folder, encoder)
         return cls(folder, encoder)
 
     def _open(self, manifest: dict | None = None) -> None:
@@ -160,13 +166,16 @@ class Index:
         ``ann``: ``"auto"`` (exact below ``ann_threshold`` chunks, else HNSW), ``"exact"`` or
         ``"hnsw"``; ``analyzer``/``k1``/``b``: the Korean BM25; ``fusion``: the index's default hybrid.
 
-        The index is written beside ``folder`` (``.<name>.partial``) one segment of ``segment_docs``
-        documents at a time and moved into place at the end: an existing index there stays intact
-        until then (replacing one needs ``overwrite``). After a crash, ``resume=True`` with the same
-        documents and settings continues from the last finished segment. Blank documents are skipped
-        and counted (``last_report``); a repeated id is an error. ``cache`` (an
-        :class:`~koe5.embcache.EmbeddingCache`) reuses vectors of texts encoded before.
+        Written beside ``folder`` (``.<name>.partial``), ``segment_docs`` documents a segment, and moved
+        into place at the end (replacing an index needs ``overwrite``); after a crash, ``resume=True``
+        continues from the last finished segment. Blank documents are skipped and counted
+        (``last_report``), a repeated id is an error; ``cache`` reuses vectors encoded before.
         """
+        if is_database(folder):  # the same arguments, into a PostgreSQL database
+            args = {k: v for k, v in locals().items() if k not in ("cls", "folder")}
+            from koe5.search.postgres import PgIndex
+
+            return PgIndex.build(url=folder, **args)
         started = time.perf_counter()
         folder = Path(folder)
         if segment_docs < 1:
@@ -213,11 +222,8 @@ class Index:
         batches, seen, skipped = building.read_batches(documents, SEGMENT_DOCS, show_progress)
         new_ids = [d.id for batch in batches for d in batch]
         existing = [i for i in new_ids if i in self._rows.ids]
-        if existing and not replace:
-            raise InputError(
-                f"{len(existing)} document id(s) already in the index, e.g. {existing[0]!r} "
-                f"({seen[existing[0]]}); delete them first or add with replace"
-            )
+        if not replace:
+            ranking.refuse_existing(existing, seen)
         writer = building.SegmentWriter.for_index(
             self.manifest, self.encoder, self._bm25.analyzer, cache, batch_size, show_progress
         )
@@ -253,9 +259,8 @@ class Index:
             ids = [ids]
         ids = list(dict.fromkeys(str(i) for i in ids))
         unknown = [i for i in ids if i not in self._rows.ids]
-        if unknown and not missing_ok:
-            shown = ", ".join(repr(i) for i in unknown[:5]) + (" …" if len(unknown) > 5 else "")
-            raise InputError(f"{len(unknown)} id(s) not in the index: {shown}")
+        if not missing_ok:
+            ranking.refuse_unknown(unknown)
         present = [i for i in ids if i in self._rows.ids]
         if not present:
             return 0
@@ -302,7 +307,8 @@ class Index:
         depth = max(k, fusion.depth) if mode == "hybrid" else k
         dense = sparse = {}
         if mode != "bm25":
-            vector = self._query_vector(query, query_vector)
+            dim = self.manifest["model"]["dim"]
+            vector = ranking.query_vector(lambda: self.encoder, query, query_vector, dim)
             dense = ranking.dense_candidates(self._dense, vector, allowed, rows, depth)
         if mode != "dense":
             sparse = ranking.bm25_candidates(self._bm25, query, allowed, rows, depth)
@@ -312,13 +318,6 @@ class Index:
     def unknown_filter_keys(self, filters: dict[str, Any]) -> list[str]:
         """The keys of ``filters`` that no document's metadata has (their filter matches nothing)."""
         return ranking.unknown_keys(self._rows, filters)
-
-    def _query_vector(self, query: str, given: np.ndarray | None) -> np.ndarray:
-        if given is None:
-            return self.encoder.encode_queries([query])[0]
-        if np.shape(given) != (self.manifest["model"]["dim"],):
-            raise InputError(f"query_vector must have shape ({self.manifest['model']['dim']},)")
-        return given
 
     @contextlib.contextmanager
     def _change(self) -> Iterator[None]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from koe5.search.index import Index
+from koe5.search.location import is_database
 from koe5.search.store import read_manifest
 
 
@@ -29,7 +30,7 @@ def open_index(
     passage_prefix: str | None = None,
     precision: str = "auto",
 ) -> Index:
-    """The index at ``location`` with an encoder.
+    """The index at ``location`` (a folder or a ``postgresql://`` URL) with an encoder.
 
     With nothing but the location, the index's own model is loaded lazily, on first use. Otherwise the
     index's own model (its recorded backend and prefixes, each overridable) is loaded now on
@@ -41,7 +42,7 @@ def open_index(
     if all(x is None for x in asked) and precision == "auto":
         return Index.load(location)
     if model is None:
-        built = read_manifest(Path(location))["model"]
+        built = read_info(location)["model"]
         encoder = load(
             built["source"],
             backend or built.get("backend", "torch"),
@@ -60,3 +61,16 @@ def open_index(
             precision=precision,
         )
     return Index.load(location, encoder)
+
+
+def read_info(location: str | Path) -> dict:
+    """The manifest of the index at ``location`` (model, settings, counts) without opening the index."""
+    if is_database(location):
+        from koe5.search.postgres import PgIndex
+
+        index = PgIndex.load(str(location), pool_size=1)
+        try:
+            return index.manifest
+        finally:
+            index.close()
+    return read_manifest(Path(location))

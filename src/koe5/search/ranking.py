@@ -7,6 +7,7 @@ too few distinct documents came back (long documents fill the top rows with thei
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,8 +21,8 @@ from koe5.search.rows import Rows
 
 MODES = ("hybrid", "dense", "bm25")
 
-#: document number -> (its best score, the row of the chunk that earned it), best first
-Candidates = dict[int, tuple[float, int]]
+#: document (its number, or id) -> (its best score, the row of the chunk that earned it), best first
+Candidates = dict[Hashable, tuple[float, int]]
 
 
 @dataclass
@@ -70,16 +71,36 @@ def check_request(query: Any, k: Any, mode: Any) -> None:
         raise InputError(f"k must be a positive integer, got {k!r}")
 
 
+def query_vector(encoder: Callable[[], Any], query: str, given: np.ndarray | None, dim: int) -> np.ndarray:
+    """The query's embedding by ``encoder()`` (loaded only when needed), or ``given`` (computed
+    before, e.g. in the server's batches) once its shape is checked."""
+    if given is None:
+        return encoder().encode_queries([query])[0]
+    if np.shape(given) != (dim,):
+        raise InputError(f"query_vector must have shape ({dim},)")
+    return np.asarray(given, dtype=np.float32)
+
+
+def candidates(fetch: Callable[[int], tuple[Sequence, Sequence, Sequence]], n_docs: int) -> Candidates:
+    """The best ``n_docs`` documents of one side. ``fetch(want)`` gives its ``want`` best chunk rows
+    as ``(rows, their documents, scores)``, best first (fewer when there are no more)."""
+    want = n_docs * 2
+    while True:
+        rows, docs, scores = fetch(want)
+        best = best_per_doc(rows, docs, scores, n_docs)
+        if len(best) >= n_docs or len(rows) < want:
+            return best
+        want *= 4
+
+
 def dense_candidates(
     dense: DenseIndex, vector: np.ndarray, allowed: np.ndarray, rows: Rows, n_docs: int
 ) -> Candidates:
-    want = n_docs * 2
-    while True:
+    def fetch(want: int):
         found, scores = dense.search(vector, want, allowed)
-        best = best_per_doc(found, scores, rows.chunk_doc, n_docs)
-        if len(best) >= n_docs or len(found) < want:
-            return best
-        want *= 4
+        return found.tolist(), rows.chunk_doc[found].tolist(), scores.tolist()
+
+    return candidates(fetch, n_docs)
 
 
 def bm25_candidates(bm25: KoreanBM25, query: str, allowed: np.ndarray, rows: Rows, n_docs: int) -> Candidates:
@@ -88,22 +109,21 @@ def bm25_candidates(bm25: KoreanBM25, query: str, allowed: np.ndarray, rows: Row
     if not scores.any():
         return {}
     scores = np.where(allowed[rows.live], scores, 0.0)
-    want = n_docs * 2
-    while True:
+
+    def fetch(want: int):
         found, values = top_k(scores, want)
-        best = best_per_doc(rows.live[found], values, rows.chunk_doc, n_docs)
-        if len(best) >= n_docs or len(found) < want:
-            return best
-        want *= 4
+        found = rows.live[found]
+        return found.tolist(), rows.chunk_doc[found].tolist(), values.tolist()
+
+    return candidates(fetch, n_docs)
 
 
-def best_per_doc(rows: np.ndarray, scores: np.ndarray, chunk_doc: np.ndarray, n_docs: int) -> Candidates:
-    """Documents in order of their best chunk among ``rows`` (sorted best first)."""
+def best_per_doc(rows: Sequence, docs: Sequence, scores: Sequence, n_docs: int) -> Candidates:
+    """Documents in order of their best chunk among ``rows`` (sorted best first, ``docs`` theirs)."""
     best: Candidates = {}
-    for row, score in zip(rows.tolist(), scores.tolist(), strict=True):
-        doc = int(chunk_doc[row])
+    for row, doc, score in zip(rows, docs, scores, strict=True):
         if doc not in best:
-            best[doc] = (score, row)
+            best[doc] = (float(score), int(row))
             if len(best) >= n_docs:
                 break
     return best
@@ -136,9 +156,19 @@ _MISSING = object()
 def filter_mask(rows: Rows, filters: dict[str, Any]) -> np.ndarray:
     """The rows whose document matches every ``{metadata key: value}`` (a list/tuple/set value means
     any of them; ``"doc_id"`` filters on ids)."""
+    keep = np.ones(len(rows.doc_rows), dtype=bool)
+    for key, wanted in checked_filters(filters):
+        accept = set(wanted)
+        values = rows.doc_ids if key == "doc_id" else [m.get(key, _MISSING) for m in rows.metadata()]
+        keep &= np.fromiter((_matches(v, accept) for v in values), dtype=bool, count=len(values))
+    return keep[rows.chunk_doc] if len(rows) else np.zeros(0, bool)
+
+
+def checked_filters(filters: Any) -> list[tuple[str, list]]:
+    """``(key, the values it accepts)`` per filter; :class:`InputError` naming a bad key or value."""
     if not isinstance(filters, dict):
         raise InputError(f"filters must be a dict of metadata key -> value, got {type(filters).__name__}")
-    keep = np.ones(len(rows.doc_rows), dtype=bool)
+    out = []
     for key, want in filters.items():
         if not isinstance(key, str):
             raise InputError(f"filter keys must be strings, got {key!r}")
@@ -148,10 +178,24 @@ def filter_mask(rows: Rows, filters: dict[str, Any]) -> np.ndarray:
                 f"filter {key!r}: a value must be a string, number, boolean or None, or a list of them "
                 f"(got {type(want).__name__})"
             )
-        accept = set(wanted)
-        values = rows.doc_ids if key == "doc_id" else [m.get(key, _MISSING) for m in rows.metadata()]
-        keep &= np.fromiter((_matches(v, accept) for v in values), dtype=bool, count=len(values))
-    return keep[rows.chunk_doc] if len(rows) else np.zeros(0, bool)
+        out.append((key, wanted))
+    return out
+
+
+def refuse_existing(existing: list[str], seen: dict[str, str]) -> None:
+    """An ``add`` without ``replace`` of documents the index already holds."""
+    if existing:
+        raise InputError(
+            f"{len(existing)} document id(s) already in the index, e.g. {existing[0]!r} "
+            f"({seen[existing[0]]}); delete them first or add with replace"
+        )
+
+
+def refuse_unknown(unknown: list[str]) -> None:
+    """A ``delete`` of ids the index does not hold (without ``missing_ok``)."""
+    if unknown:
+        shown = ", ".join(repr(i) for i in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        raise InputError(f"{len(unknown)} id(s) not in the index: {shown}")
 
 
 def filter_values(want: Any) -> list | None:

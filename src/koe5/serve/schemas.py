@@ -123,9 +123,12 @@ class SearchResponse(BaseModel):
 
 
 class IndexInfo(BaseModel):
-    folder: str
+    folder: str = Field(description="The index folder, or its PostgreSQL URL (password hidden).")
     documents: int
     chunks: int
+    error: str | None = Field(
+        default=None, description="Why the index cannot be read now (its database is unreachable)."
+    )
 
 
 class ModelObject(BaseModel):

@@ -7,6 +7,7 @@ sending; ``/v1/models`` is OpenAI's model list and ``/info`` text-embeddings-inf
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from koe5 import __version__
-from koe5.errors import ModelError
+from koe5.errors import DatabaseError, ModelError
 from koe5.serve.responses import error_docs, json_response
 from koe5.serve.schemas import ErrorBody, Health, Info, ModelList, TeiErrorBody
 from koe5.serve.state import State
@@ -32,13 +33,8 @@ router = APIRouter()
 async def health(state: State) -> Response:
     encoder, index, batcher = state.encoder, state.index, state.batcher
     info = None
-    if index is not None:
-        counts = index.manifest.get("counts", {})
-        info = {
-            "folder": str(index.folder),
-            "documents": int(counts.get("documents", len(index))),
-            "chunks": int(counts.get("chunks", 0)),
-        }
+    if index is not None:  # a database index answers from its server: off the event loop
+        info = await asyncio.get_running_loop().run_in_executor(state.search_pool, index_summary, index)
     body = {
         "status": "draining" if batcher.closing else "ok",
         "model": encoder.name,
@@ -49,6 +45,20 @@ async def health(state: State) -> Response:
         "queue": batcher.pending,
     }
     return json_response(body, status=503 if batcher.closing else 200)
+
+
+def index_summary(index) -> dict:
+    """Where the index is and what it holds; with ``error`` (and no counts) when its database cannot
+    be read now: the server goes on embedding, and ``/search`` answers 503 until the database is back."""
+    try:
+        counts = index.manifest.get("counts", {})
+    except DatabaseError as exc:
+        return {"folder": str(index.folder), "documents": 0, "chunks": 0, "error": str(exc)}
+    return {
+        "folder": str(index.folder),
+        "documents": int(counts.get("documents", len(index))),
+        "chunks": int(counts.get("chunks", 0)),
+    }
 
 
 @router.get(

@@ -13,7 +13,7 @@ from functools import partial
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from koe5.errors import InputError
+from koe5.errors import DatabaseError, InputError
 from koe5.serve.checks import check_filters, check_length, check_unicode, encode
 from koe5.serve.errors import ApiError
 from koe5.serve.responses import error_docs, json_response
@@ -54,6 +54,8 @@ async def search(request: SearchRequest, state: State) -> Response:
         hits = await asyncio.get_running_loop().run_in_executor(state.search_pool, run)
     except InputError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
+    except DatabaseError as exc:  # the index's database is down or refusing: try again later
+        raise ApiError(503, "index_unavailable", str(exc), headers={"Retry-After": "5"}) from None
     body = {"query": request.query, "mode": request.mode, "k": request.k, "hits": [h.to_dict() for h in hits]}
     return json_response(body)
 
