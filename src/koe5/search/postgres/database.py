@@ -207,6 +207,11 @@ class Database:
             )
         return rows
 
+    def state(self, conn) -> dict[str, Any]:
+        """The changing counts of the open index: one row, for the hot path (the manifest and the
+        format were checked when it was opened)."""
+        return conn.execute(f"SELECT value FROM {self.name}.koe5_meta WHERE key = 'state'").fetchone()[0]
+
     def read(self, conn) -> dict[str, Any]:
         """The metadata of the (complete) index, or :class:`IndexFormatError` naming what is missing."""
         rows = self.meta(conn, self.name)

@@ -79,7 +79,7 @@ class PgIndex:
     def manifest(self) -> dict[str, Any]:
         """Model and settings, as a folder index's manifest, with the counts read now."""
         with self.db.reading() as conn:
-            state = self.db.read(conn)["state"]
+            state = self.db.state(conn)
         return {**self.settings, **_public(self.settings, state)}
 
     @property
@@ -101,7 +101,7 @@ class PgIndex:
 
     def __len__(self) -> int:
         with self.db.reading() as conn:
-            return int(self.db.read(conn)["state"]["documents"])
+            return int(self.db.state(conn)["documents"])
 
     def __contains__(self, doc_id: object) -> bool:
         with self.db.reading() as conn:
@@ -203,7 +203,7 @@ class PgIndex:
             existing = writing.present(conn, schema, new_ids)
             if not replace:
                 ranking.refuse_existing(existing, seen)
-            state = self.db.read(conn)["state"]
+            state = self.db.state(conn)
             writing.drop(conn, schema, existing, state)
             chunks = sum(writing.insert(conn, schema, state, *p) for p in prepared)
             state["documents"] += len(new_ids)
@@ -232,7 +232,7 @@ class PgIndex:
                 ranking.refuse_unknown(unknown)
             if not present:
                 return 0
-            state = self.db.read(conn)["state"]
+            state = self.db.state(conn)
             writing.drop(conn, schema, present, state)
             writing.commit_state(conn, schema, state)
         return len(present)
@@ -269,7 +269,7 @@ class PgIndex:
         terms = self._analyzer.analyze([query])[0] if mode != "dense" else []
         schema = self.db.name
         with self.db.reading() as conn:
-            state = self.db.read(conn)["state"]
+            state = self.db.state(conn)
             dense = sparse = {}
             if vector is not None:
                 ef = self.settings["dense"]["hnsw"]["ef_search"] if state["dense"] == "hnsw" else None
