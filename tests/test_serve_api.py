@@ -319,6 +319,8 @@ def test_committed_openapi_schema_is_the_apps(http, tiny):
         "/v1/embeddings",
         "/v1/models",
         "/embed",
+        "/rerank",
+        "/v1/rerank",
         "/info",
         "/search",
         "/health",

@@ -39,6 +39,7 @@ def test_the_info_router_alone(tiny):
             "backend": tiny.backend,
             "index": None,
             "queue": 0,
+            "reranker": None,
         }
         card = client.get("/v1/models").json()["data"][0]
         assert card == {"id": tiny.name, "object": "model", "created": state.started, "owned_by": "koe5"}

@@ -11,6 +11,11 @@ class InputError(Koe5Error, ValueError):
     """A text, file or record given by the user is not usable (says which one and why)."""
 
 
+class TooLongError(InputError):
+    """An input is longer than the model reads and truncation was turned off; names the item, its token
+    count and the limit."""
+
+
 class ModelError(Koe5Error):
     """A model folder, hub id or registry entry cannot be used."""
 

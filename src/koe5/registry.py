@@ -44,15 +44,18 @@ class ModelSpec:
         return self.extra.get("name", self.id)
 
 
+def registry_entries(filename: str) -> dict[str, dict]:
+    """The entries of a registry file in ``koe5/data`` (``models.json``, ``rerankers.json``), each a
+    fresh dict; keys that start with ``_`` are comments."""
+    raw = json.loads(resources.files("koe5").joinpath(f"data/{filename}").read_text(encoding="utf-8"))
+    return {key: dict(entry) for key, entry in raw.items() if not key.startswith("_")}
+
+
 @cache
 def known_models() -> dict[str, ModelSpec]:
     """The registry: model id -> :class:`ModelSpec`."""
-    raw = json.loads(resources.files("koe5").joinpath("data/models.json").read_text(encoding="utf-8"))
     specs = {}
-    for model_id, entry in raw.items():
-        if model_id.startswith("_"):
-            continue
-        entry = dict(entry)
+    for model_id, entry in registry_entries("models.json").items():
         specs[model_id] = ModelSpec(
             id=model_id,
             query_prefix=entry.pop("query_prefix"),

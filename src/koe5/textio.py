@@ -71,14 +71,7 @@ def read_texts(path: str | Path, fmt: str = "auto", field: str = "text", id_fiel
     content, name = _open_text(path)
     lines = content.splitlines()
     if fmt == "auto":
-        suffix = Path(str(path)).suffix.lower()
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            fmt = "jsonl"
-        elif suffix in (".txt", ".text", ".tsv"):
-            fmt = "text"
-        else:
-            first = next((ln.strip() for ln in lines if ln.strip()), "")
-            fmt = "jsonl" if first[:1] in ("{", '"') else "text"
+        fmt = guess_format(path, lines)
     if fmt == "text":
         return Texts(lines, None, name)
     if fmt != "jsonl":
@@ -94,19 +87,36 @@ def read_texts(path: str | Path, fmt: str = "auto", field: str = "text", id_fiel
             raise InputError(
                 f"{name}:{number}: expected a JSON string or object, got {type(record).__name__}"
             )
-        if field not in record:
-            raise InputError(f"{name}:{number}: field {field!r} is missing")
-        if not isinstance(record[field], str):
-            raise InputError(
-                f"{name}:{number}: field {field!r} is {type(record[field]).__name__}, not a string"
-            )
-        check_unicode(record[field], f"{name}:{number}: field {field!r}")
-        texts.append(record[field])
+        texts.append(record_text(record, field, f"{name}:{number}"))
         if id_field in record:
             ids.append(str(record[id_field]))
     if ids and len(ids) != len(texts):
         raise InputError(f"{name}: some records have {id_field!r} and some do not")
     return Texts(texts, ids or None, name)
+
+
+def record_text(record: dict, field: str, where: str) -> str:
+    """The text in ``record[field]``, or an :class:`InputError` naming ``where`` (``file:line``) and the
+    field when it is missing, not a string or not valid Unicode."""
+    if field not in record:
+        raise InputError(f"{where}: field {field!r} is missing")
+    text = record[field]
+    if not isinstance(text, str):
+        raise InputError(f"{where}: field {field!r} is {type(text).__name__}, not a string")
+    check_unicode(text, f"{where}: field {field!r}")
+    return text
+
+
+def guess_format(path: str | Path, lines: list[str]) -> str:
+    """``jsonl`` or ``text``: by the file's extension, else ``jsonl`` when the first non-blank line
+    starts like JSON (``{`` or ``"``), as ``fmt="auto"`` of :func:`read_texts` decides."""
+    suffix = Path(str(path)).suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".txt", ".text", ".tsv"):
+        return "text"
+    first = next((ln.strip() for ln in lines if ln.strip()), "")
+    return "jsonl" if first[:1] in ("{", '"') else "text"
 
 
 def json_lines(

@@ -4,7 +4,7 @@ Each module registers the commands of one stage on the shared ``app`` of :mod:`k
 ``python -m koe5`` runs it too (:mod:`koe5.__main__`).
 """
 
-from koe5.cli import bench, encode, search, serve, train  # noqa: F401  (registers the commands)
+from koe5.cli import bench, encode, rerank, search, serve, train  # noqa: F401  (registers the commands)
 from koe5.cli.options import app
 
 __all__ = ["app"]

@@ -42,9 +42,13 @@ def bench(
         typer.Option(
             "--retrievers",
             "-r",
-            help="Comma-separated: dense (the model), bm25 (Korean BM25), hybrid (both).",
+            help="Comma-separated: dense (the model), bm25 (Korean BM25), hybrid (both); each may be "
+            "reranked: hybrid+rerank (koe5's reranker) or hybrid+rerank:MODEL (a name, hub id or folder).",
         ),
     ] = "dense",
+    rerank_depth: Annotated[
+        int, typer.Option("--rerank-depth", help="+rerank: how many first-stage documents to rerank.")
+    ] = 50,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Encode everything again.")] = False,
     batch_size: BatchSizeOpt = None,
     model_options: ModelOptions = MODEL_DEFAULTS,
@@ -52,7 +56,7 @@ def bench(
 ) -> None:
     """Benchmark a model on Korean retrieval tasks: the KoE5 card's tables plus NDCG@10 per task.
 
-    With --retrievers dense,bm25,hybrid each retriever gets its own row (and result folder).
+    With --retrievers dense,bm25,hybrid,hybrid+rerank each retriever gets its own row (and result folder).
     """
     import time
 
@@ -65,21 +69,17 @@ def bench(
 
     ks = int_list(k, "--k")
     names = comma_list(tasks) if tasks else list(BUNDLED)
-    kinds = list(dict.fromkeys(comma_list(retrievers) or []))
-    unknown = [r for r in kinds if r not in RETRIEVERS]
-    if not kinds or unknown:
-        fail(f"--retrievers takes {', '.join(RETRIEVERS)} (got {retrievers!r})")
+    kinds = _kinds(retrievers, rerank_depth)
     started = time.perf_counter()
     label = model_label(model)
     enc = dense = None
     by_model: dict[str, dict] = {}
     with failing():
-        if "dense" in kinds or "hybrid" in kinds:
+        if any(kind != "bm25" for kind, _ in kinds):
             enc = model_options.load()
             cache = None if no_cache else EmbeddingCache()
             dense = DenseRetriever(enc, cache=cache, show_progress=show_progress(), batch_size=batch_size)
-        for kind in kinds:
-            retriever, row = _retriever(kind, dense, label)
+        for retriever, row in _retrievers(kinds, dense, label, model_options, rerank_depth):
             by_model[row] = evaluate_tasks(
                 retriever,
                 names,
@@ -107,6 +107,54 @@ def bench(
 
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
+RERANK = "+rerank"
+
+
+def _kinds(retrievers: str, depth: int) -> list[tuple[str, str | None]]:
+    """``--retrievers`` as (first stage, reranker or ``None``): ``hybrid+rerank:M`` → ``("hybrid", "M")``,
+    ``hybrid+rerank`` → ``("hybrid", "default")``."""
+    kinds = []
+    for entry in comma_list(retrievers) or []:
+        kind, plus, rest = entry.partition(RERANK)
+        if kind not in RETRIEVERS or rest == ":" or (rest and not rest.startswith(":")):
+            fail(
+                f"--retrievers takes {', '.join(RETRIEVERS)}, each alone or with +rerank or +rerank:MODEL "
+                f"(got {entry!r})"
+            )
+        kinds.append((kind, (rest[1:] or "default") if plus else None))
+    if not kinds:
+        fail(f"--retrievers takes {', '.join(RETRIEVERS)} (got {retrievers!r})")
+    if depth < 1 and any(reranker for _, reranker in kinds):
+        fail(f"--rerank-depth must be at least 1, got {depth}")
+    return list(dict.fromkeys(kinds))
+
+
+def _retrievers(
+    kinds: list[tuple[str, str | None]], dense, label: str, model_options: ModelOptions, depth: int
+):
+    """(retriever, the row its results are filed under) per ``--retrievers`` entry. A first stage is
+    made once (hybrid+rerank reuses hybrid's BM25 index), each reranker loaded once, on the model's
+    device; a reranked row is ``<first stage's row>+rerank-<reranker>-d<depth>``."""
+    from koe5.evaluation import RerankRetriever
+    from koe5.evaluation.retrievers import rerank_label
+    from koe5.rerank import Reranker
+
+    names = sorted({name for _, name in kinds if name})
+    how = {"device": model_options.device, "precision": model_options.precision}
+    rerankers = {name: Reranker.load(name, **how) for name in names}
+    stages: dict[str, tuple] = {}
+    out = []
+    for kind, reranker in kinds:
+        if kind not in stages:
+            stages[kind] = _retriever(kind, dense, label)
+        retriever, row = stages[kind]
+        if reranker:
+            row = rerank_label(row, rerankers[reranker].name, depth)
+            retriever = RerankRetriever(
+                retriever, rerankers[reranker], depth, name=row, show_progress=show_progress()
+            )
+        out.append((retriever, row))
+    return out
 
 
 def _retriever(kind: str, dense, label: str):
@@ -119,7 +167,7 @@ def _retriever(kind: str, dense, label: str):
     if kind == "bm25":
         return BM25Retriever(), "koe5/bm25-kiwi"
     fusion = DEFAULT_FUSION
-    row = f"koe5/hybrid-{fusion.method}-{fusion.weight:g}-{label.rsplit('/', 1)[-1]}"
+    row = f"koe5/hybrid-{fusion.label}-{label.rsplit('/', 1)[-1]}"
     return HybridRetriever(dense, BM25Retriever(), fusion, name=row), row
 
 

@@ -206,6 +206,12 @@ def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
     c, m, d = manifest["counts"], manifest["model"], manifest["dense"]
     ch, bm = manifest["chunking"], manifest["bm25"]
     fusion = manifest["fusion"]
+    low_high = fusion.get("adaptive")
+    weight = (
+        f"dense weight {low_high[0]}-{low_high[1]} by query"
+        if low_high
+        else f"dense weight {fusion['weight']}"
+    )
     typer.echo(
         f"{index_dir} (koe5 index v{manifest['version']}, updated {manifest['updated']})\n"
         f"  documents   {c['documents']}  chunks {c['chunks']}  deleted chunks {c['deleted_chunks']}\n"
@@ -213,7 +219,7 @@ def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
         f"  chunking    {ch['max_tokens']} tokens with prefix, overlap {ch['overlap']}\n"
         f"  dense       {d['active']} (ann={d['ann']}, threshold {d['threshold']})\n"
         f"  bm25        kiwi {','.join(bm['analyzer']['tags'])}  k1={bm['k1']} b={bm['b']}\n"
-        f"  hybrid      {fusion['method']}, dense weight {fusion['weight']}"
+        f"  hybrid      {fusion['method']}, {weight}"
     )
 
 
@@ -236,6 +242,55 @@ def _filters(items: list[str]) -> dict:
     return out
 
 
+def _fusion(index, method: str | None, dense_weight: float | None):
+    """The fusion ``--fusion``/``--dense-weight`` ask for over the index's own, or ``None``."""
+    from koe5.search import Fusion
+
+    if method is None and dense_weight is None:
+        return None
+    base = index.manifest["fusion"]
+    return Fusion(
+        method or base["method"],
+        base["weight"] if dense_weight is None else dense_weight,
+        base["rrf_k"],
+        base["depth"],
+        base.get("adaptive") if dense_weight is None else None,
+    )
+
+
+def _reranker(k: int, rerank: bool, name: str | None, depth: int | None, device, precision: str):
+    """The reranker ``--rerank``/``--reranker`` name (``None``: no reranking) and the depth to rerank."""
+    from koe5.search.reranking import DEFAULT_DEPTH, check_depth
+
+    if not rerank and name is None:
+        if depth is not None:
+            fail("--rerank-depth needs --rerank (or --reranker MODEL)")
+        return None, DEFAULT_DEPTH
+    depth = check_depth(k, max(DEFAULT_DEPTH, k) if depth is None else depth)  # before the model loads
+    from koe5.rerank import Reranker
+
+    reranker = Reranker.load(name or "default", device=device, precision=precision)
+    say(f"reranking the {depth} best with {reranker.name}")
+    return reranker, depth
+
+
+def _print_hits(hits: list) -> None:
+    if not hits:
+        typer.echo("no results")
+        return
+    for rank, hit in enumerate(hits, 1):
+        head = f"{rank:>2}. {hit.score:.4f}  {hit.doc_id}"
+        if hit.title:
+            head += f"  · {hit.title}"
+        if hit.retrieval_score is not None:
+            head += f"  (first stage {hit.retrieval_score:.4f})"
+        typer.echo(head)
+        snippet = " ".join(hit.text.split())
+        typer.echo("    " + (snippet[:300] + " …" if len(snippet) > 300 else snippet))
+        if hit.metadata:
+            typer.echo("    " + json.dumps(hit.metadata, ensure_ascii=False))
+
+
 @app.command()
 def search(
     index_dir: IndexArg,
@@ -247,10 +302,32 @@ def search(
         typer.Option("--filter", help="key=value on document metadata (repeat; same key: any of)."),
     ] = None,
     fusion: Annotated[
-        str | None, typer.Option("--fusion", help="Hybrid: minmax or rrf (default: the index's).")
+        str | None,
+        typer.Option("--fusion", help="Hybrid: minmax, dbsf or rrf (default: the index's)."),
     ] = None,
     dense_weight: Annotated[
-        float | None, typer.Option("--dense-weight", help="Hybrid: weight of the dense side, 0 to 1.")
+        float | None,
+        typer.Option(
+            "--dense-weight",
+            help="Hybrid: a fixed weight of the dense side, 0 to 1, instead of the index's "
+            "(adaptive: one per query).",
+        ),
+    ] = None,
+    rerank: Annotated[
+        bool,
+        typer.Option("--rerank", help="Rerank the best results with koe5's reranker (see --reranker)."),
+    ] = False,
+    reranker_name: Annotated[
+        str | None,
+        typer.Option(
+            "--reranker", help="Rerank with this one: a registry name, hub id or folder (implies --rerank)."
+        ),
+    ] = None,
+    rerank_depth: Annotated[
+        int | None,
+        typer.Option(
+            "--rerank-depth", help="How many first-stage results to rerank, k to 1000 (default: 50, or k)."
+        ),
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Must be the model the index was built with.")
@@ -260,40 +337,25 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search an index: ranked documents with scores, the best chunk's text and metadata."""
-    from koe5.search import Fusion, open_index
+    from koe5.search import open_index
 
     filters = _filters(filter_ or [])
     with failing():
         index = open_index(index_dir, model=model, device=device, precision=precision)
-        chosen = None
-        if fusion is not None or dense_weight is not None:
-            base = index.manifest["fusion"]
-            chosen = Fusion(
-                fusion or base["method"],
-                base["weight"] if dense_weight is None else dense_weight,
-                base["rrf_k"],
-                base["depth"],
-            )
-        hits = index.search(query, k=k, mode=mode, filters=filters or None, fusion=chosen)
+        reranker, depth = _reranker(k, rerank, reranker_name, rerank_depth, device, precision)
+        chosen = _fusion(index, fusion, dense_weight)
+        how = {"fusion": chosen, "rerank": reranker, "rerank_depth": depth}
+        hits = index.search(query, k=k, mode=mode, filters=filters or None, **how)
         unknown = index.unknown_filter_keys(filters) if filters else []
     warnings = [f"no document has the metadata key {key!r}: its filter matches nothing" for key in unknown]
     if as_json:
         doc = {"query": query, "mode": mode, "k": k, "hits": [h.to_dict() for h in hits]}
+        if reranker is not None:
+            doc |= {"reranker": reranker.name, "rerank_depth": depth}
         if warnings:
             doc["warnings"] = warnings
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     for message in warnings:
         warn(message)
-    if not hits:
-        typer.echo("no results")
-        return
-    for rank, hit in enumerate(hits, 1):
-        head = f"{rank:>2}. {hit.score:.4f}  {hit.doc_id}"
-        if hit.title:
-            head += f"  · {hit.title}"
-        typer.echo(head)
-        snippet = " ".join(hit.text.split())
-        typer.echo("    " + (snippet[:300] + " …" if len(snippet) > 300 else snippet))
-        if hit.metadata:
-            typer.echo("    " + json.dumps(hit.metadata, ensure_ascii=False))
+    _print_hits(hits)

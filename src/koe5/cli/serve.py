@@ -32,6 +32,13 @@ LIMITS = [
     option("max_queue", int, _D.max_queue, "--max-queue", help="Requests waiting or in work; more get 429."),
     option("max_k", int, _D.max_k, "--max-k", help="Results per search (422)."),
     option(
+        "max_rerank_depth",
+        int,
+        _D.max_rerank_depth,
+        "--max-rerank-depth",
+        help="Documents a /search with rerank may read with the reranker (422).",
+    ),
+    option(
         "auto_truncate",
         bool,
         _D.auto_truncate,
@@ -112,6 +119,14 @@ def serve(
         str | None,
         typer.Option("--backend", help="torch, onnx, onnx-int8 or auto (default: the index's, else torch)."),
     ] = None,
+    reranker: Annotated[
+        str | None,
+        typer.Option(
+            "--reranker",
+            help="A reranker for /rerank, /v1/rerank and /search with rerank: 'default', a registry "
+            "name, a hub id or a folder (koe5 rerank --model takes the same).",
+        ),
+    ] = None,
     # --model and --backend are serve's own (default: the index's); their values arrive here too
     model_options: ModelOptions = MODEL_DEFAULTS,
     limits: dict[str, Any] | None = None,
@@ -120,7 +135,8 @@ def serve(
         bool, typer.Option("--openapi", help="Print the OpenAPI schema (JSON) and exit; loads no model.")
     ] = False,
 ) -> None:
-    """Serve embeddings (OpenAI /v1/embeddings, TEI /embed) and search (/search) over HTTP.
+    """Serve embeddings (OpenAI /v1/embeddings, TEI /embed), search (/search) and, with --reranker,
+    reranking (TEI /rerank, Cohere/Jina /v1/rerank) over HTTP.
 
     With KOE5_API_KEY set, every request but GET /health needs 'Authorization: Bearer <key>'.
     """
@@ -133,9 +149,10 @@ def serve(
         settings = Settings.from_env(**(limits or {}))
     with failing():
         encoder, search_index = _open(index, model_options)
-    _announce(host, port, encoder, search_index, settings)
+        cross_encoder = _reranker(reranker, model_options)
+    _announce(host, port, encoder, search_index, settings, cross_encoder)
     run(
-        create_app(encoder, search_index, settings),
+        create_app(encoder, search_index, settings, reranker=cross_encoder),
         host,
         port,
         log_level="warning" if is_quiet() else "info",
@@ -153,7 +170,16 @@ def _open(index: str | None, options: ModelOptions):
     return found.encoder, found
 
 
-def _announce(host: str, port: int, encoder, index, settings: Settings) -> None:
+def _reranker(name: str | None, options: ModelOptions):
+    """The reranker ``--reranker`` names, on the model's device; ``None`` without the flag."""
+    if name is None:
+        return None
+    from koe5.rerank import Reranker
+
+    return Reranker.load(name, device=options.device)
+
+
+def _announce(host: str, port: int, encoder, index, settings: Settings, reranker=None) -> None:
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         typer.echo(
             f"warning: serving on {host} without {API_KEY_ENV}: anyone who can reach it can use it", err=True
@@ -161,6 +187,7 @@ def _announce(host: str, port: int, encoder, index, settings: Settings) -> None:
     say(
         f"koe5 serve: {encoder.name} ({encoder.dim} dims, {encoder.backend})"
         + (f", index {index.folder}" if index is not None else "")
+        + (f", reranker {reranker.name} ({reranker.max_length} tokens)" if reranker is not None else "")
         + (f", bearer auth from {API_KEY_ENV}" if settings.api_key else "")
         + f" on http://{host}:{port}"
     )

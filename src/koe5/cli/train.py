@@ -266,3 +266,63 @@ def merge(
                 encoding="utf-8",
             )
     say(f"wrote {output}: {1 - alpha:g}·{base} + {alpha:g}·{tuned}")
+
+
+@app.command("train-reranker")
+def train_reranker(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Run folder (default: koe5's cache, runs/<recipe>)."),
+    ] = None,
+    recipe: Annotated[str, typer.Option("--recipe", help="A named recipe (see docs/rerank.md).")] = (
+        "koe5-reranker-small"
+    ),
+    base: Annotated[
+        str | None, typer.Option("--base", help="Encoder to start from (default: the recipe's).")
+    ] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="bce or lambda (default: the recipe's).")] = None,
+    queries: Annotated[int | None, typer.Option("--queries", help="Training queries.")] = None,
+    negatives: Annotated[int | None, typer.Option("--negatives", help="Hard negatives per query.")] = None,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (-1: the epochs).")] = -1,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    source_dir: Annotated[
+        Path | None, typer.Option("--source-dir", help="The Korean training material (as build-data).")
+    ] = None,
+    install: Annotated[
+        bool, typer.Option("--install/--no-install", help="Make it the default reranker when done.")
+    ] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier run in --output.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train koe5's own Korean reranker (a cross-encoder from the default model), installed as `default`."""
+    from koe5.env import cache_dir
+    from koe5.train.reranker import RECIPES
+    from koe5.train.reranker import train_reranker as run
+
+    if recipe not in RECIPES:
+        fail(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    changes = {"base": base, "loss": loss, "queries": queries, "negatives": negatives, "seed": seed}
+    with failing():
+        chosen = dataclasses.replace(RECIPES[recipe], **{k: v for k, v in changes.items() if v is not None})
+        out = output or cache_dir() / "runs" / chosen.name
+        say(f"training {chosen.name} into {out}")
+        result = run(
+            chosen,
+            out,
+            source_dir=source_dir,
+            resume=resume,
+            overwrite=overwrite,
+            install=install,
+            max_steps=max_steps,
+            show_progress=show_progress(),
+        )
+    summary = json.loads((result.output / "eval.json").read_text(encoding="utf-8"))
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    base_ndcg, final = summary.get("base", {}).get("ndcg@10"), summary["final"].get("ndcg@10")
+    say(f"dev NDCG@10 of reranking BM25's top 20: {base_ndcg} before, {final} after")
+    say(f"{result.steps} steps in {result.seconds:.0f} s; model in {result.model_path}")

@@ -62,7 +62,8 @@ class UnpaddedEncoder:
         emb = bert.embeddings
         self.word = emb.word_embeddings.weight
         self.positions = emb.position_embeddings.weight
-        self.token_type = emb.token_type_embeddings.weight[0]
+        self.token_types = emb.token_type_embeddings.weight
+        self.token_type = self.token_types[0]
         self.embedding_norm = emb.LayerNorm
         #: XLM-R numbers positions from its padding index + 1, counting only tokens that are not the
         #: padding id (as transformers does, also for a literal "<pad>" inside a text); BERT from 0.
@@ -106,33 +107,7 @@ class UnpaddedEncoder:
             return None
         pooling = _pooling_mode(modules[1])
         bert = getattr(modules[0], "auto_model", None)
-        config = getattr(bert, "config", None)
-        if pooling is None or config is None:
-            return None
-        if (
-            type(bert).__name__ not in ("BertModel", "XLMRobertaModel")
-            or config.model_type not in ("bert", "xlm-roberta")
-            or getattr(config, "pruned_heads", None)
-            or (config.model_type == "xlm-roberta" and bert.embeddings.word_embeddings.padding_idx is None)
-            or getattr(config, "position_embedding_type", None) not in (None, "absolute")
-            or getattr(config, "is_decoder", False)
-            or config.hidden_act != "gelu"
-            or config.hidden_size % config.num_attention_heads
-            or any(p.dtype != torch.float32 or p.device.type != "cpu" for p in bert.parameters())
-            # exactly torch's Linear everywhere: adapters (LoRA) or quantised layers keep the padded path
-            or any(
-                type(m) is not torch.nn.Linear
-                for layer in bert.encoder.layer
-                for m in (
-                    layer.attention.self.query,
-                    layer.attention.self.key,
-                    layer.attention.self.value,
-                    layer.attention.output.dense,
-                    layer.intermediate.dense,
-                    layer.output.dense,
-                )
-            )
-        ):
+        if pooling is None or not covered(bert):
             return None
         return cls(bert, pooling)
 
@@ -155,35 +130,90 @@ class UnpaddedEncoder:
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> torch.Tensor:
         """Unit-length embeddings ``(n, hidden)`` of a batch of int64 arrays ``(n, width)``."""
+        with torch.inference_mode():
+            x, runs = self.hidden_states(input_ids, attention_mask)
+            pooled = x.new_empty(len(input_ids), self.hidden)
+            row = 0
+            for start, count, length in runs:
+                seqs = x[start : start + count * length].view(count, length, self.hidden)
+                pooled[row : row + count] = seqs.mean(1) if self.pooling == "mean" else seqs[:, 0]
+                row += count
+            return F.normalize(pooled, dim=-1)
+
+    def first_tokens(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """The last layer's state of each input's first token (``[CLS]`` / ``<s>``), ``(n, hidden)``:
+        what a sequence-classification head reads."""
+        with torch.inference_mode():
+            x, _ = self.hidden_states(input_ids, attention_mask, token_type_ids)
+            lengths = attention_mask.astype(bool).sum(1)
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            return x[torch.from_numpy(starts)]
+
+    def hidden_states(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
+        """The last layer's ``(tokens, hidden)`` states of the real tokens, input after input, and the
+        runs of equal lengths (:meth:`runs`). ``token_type_ids``: the segments of a pair (BERT), else 0."""
         keep = attention_mask.astype(bool)
         lengths = keep.sum(1)
         if (lengths == 0).any():
             raise ValueError("an input has no tokens (all-zero attention mask)")
         runs = self.runs(lengths)
-        h, heads, d = self.hidden, self.heads, self.head_dim
-        with torch.inference_mode():
-            run_table = torch.tensor(runs, dtype=torch.int64).view(-1, 3)
-            # row-major boolean indexing: the tokens of input 0, then input 1, ...
-            tokens = torch.from_numpy(input_ids[keep])
-            if self.padding_idx is None:
-                positions = np.cumsum(keep, axis=1) - 1
-            else:
-                counted = keep & (input_ids != self.padding_idx)
-                positions = np.cumsum(counted, axis=1) * counted + self.padding_idx
-            positions = torch.from_numpy(positions[keep])
-            x = self.word[tokens] + self.token_type + self.positions[positions]
-            x = _layer_norm(x, self.embedding_norm)
-            for qkv, out, norm1, up, down, norm2 in self.layers:
-                fused = qkv(x)
-                context = torch.empty_like(x)
-                if not (self.attention_kernel and attention.attend(fused, context, run_table, heads, d)):
-                    attention.pytorch_attention(fused, context, runs, heads, d)
-                x = _layer_norm(out.add(context, x), norm1)  # residual sums done by oneDNN
-                x = _layer_norm(down.add(up(x), x), norm2)
-            pooled = x.new_empty(len(lengths), h)
-            row = 0
-            for start, count, length in runs:
-                seqs = x[start : start + count * length].view(count, length, h)
-                pooled[row : row + count] = seqs.mean(1) if self.pooling == "mean" else seqs[:, 0]
-                row += count
-            return F.normalize(pooled, dim=-1)
+        heads, d = self.heads, self.head_dim
+        run_table = torch.tensor(runs, dtype=torch.int64).view(-1, 3)
+        # row-major boolean indexing: the tokens of input 0, then input 1, ...
+        tokens = torch.from_numpy(input_ids[keep])
+        if self.padding_idx is None:
+            positions = np.cumsum(keep, axis=1) - 1
+        else:
+            counted = keep & (input_ids != self.padding_idx)
+            positions = np.cumsum(counted, axis=1) * counted + self.padding_idx
+        positions = torch.from_numpy(positions[keep])
+        if token_type_ids is None:
+            types = self.token_type
+        else:
+            types = self.token_types[torch.from_numpy(np.ascontiguousarray(token_type_ids[keep]))]
+        x = self.word[tokens] + types + self.positions[positions]
+        x = _layer_norm(x, self.embedding_norm)
+        for qkv, out, norm1, up, down, norm2 in self.layers:
+            fused = qkv(x)
+            context = torch.empty_like(x)
+            if not (self.attention_kernel and attention.attend(fused, context, run_table, heads, d)):
+                attention.pytorch_attention(fused, context, runs, heads, d)
+            x = _layer_norm(out.add(context, x), norm1)  # residual sums done by oneDNN
+            x = _layer_norm(down.add(up(x), x), norm2)
+        return x, runs
+
+
+def covered(bert) -> bool:
+    """Whether this path computes ``bert`` (a transformers encoder) exactly: fp32 BERT or XLM-R on the
+    CPU, absolute positions, exact GELU, plain linear layers."""
+    config = getattr(bert, "config", None)
+    if config is None:
+        return False
+    return not (
+        type(bert).__name__ not in ("BertModel", "XLMRobertaModel")
+        or config.model_type not in ("bert", "xlm-roberta")
+        or getattr(config, "pruned_heads", None)
+        or (config.model_type == "xlm-roberta" and bert.embeddings.word_embeddings.padding_idx is None)
+        or getattr(config, "position_embedding_type", None) not in (None, "absolute")
+        or getattr(config, "is_decoder", False)
+        or config.hidden_act != "gelu"
+        or config.hidden_size % config.num_attention_heads
+        or any(p.dtype != torch.float32 or p.device.type != "cpu" for p in bert.parameters())
+        # exactly torch's Linear everywhere: adapters (LoRA) or quantised layers keep the padded path
+        or any(
+            type(m) is not torch.nn.Linear
+            for layer in bert.encoder.layer
+            for m in (
+                layer.attention.self.query,
+                layer.attention.self.key,
+                layer.attention.self.value,
+                layer.attention.output.dense,
+                layer.intermediate.dense,
+                layer.output.dense,
+            )
+        )
+    )

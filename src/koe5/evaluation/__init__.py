@@ -1,6 +1,6 @@
 """Evaluation: run retrievers on benchmark tasks and score them as MTEB and the KoE5/KURE card do.
 
-Modules, in the order results flow: :mod:`~koe5.evaluation.retrievers` (dense, BM25, hybrid, index),
+Modules, in the order results flow: :mod:`~koe5.evaluation.retrievers` (dense, BM25, hybrid, index, reranked),
 :mod:`~koe5.evaluation.runner` (evaluate tasks, write MTEB result files), :mod:`~koe5.evaluation.metrics`
 (Recall, Precision, NDCG, MAP, MRR, F1 with pytrec_eval's semantics), :mod:`~koe5.evaluation.results`
 (MTEB result files), :mod:`~koe5.evaluation.leaderboard` (the KoE5/KURE tables) and
@@ -20,6 +20,7 @@ from koe5.evaluation.retrievers import (
     FunctionRetriever,
     HybridRetriever,
     IndexRetriever,
+    RerankRetriever,
     Retriever,
     Run,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "FunctionRetriever",
     "HybridRetriever",
     "IndexRetriever",
+    "RerankRetriever",
     "Retriever",
     "Run",
     "evaluate_split",

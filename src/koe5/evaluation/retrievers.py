@@ -4,7 +4,9 @@
 :class:`HybridRetriever` rank a task's whole documents, so the three are compared on the same texts;
 ``koe5 bench --retrievers dense,bm25,hybrid`` uses them. :class:`IndexRetriever` instead builds a real
 :class:`~koe5.search.Index` of the task (chunking included) and asks it each query, as ``koe5 search``
-would. Any object with a ``name`` and a ``rank`` method (:class:`Retriever`) can be benchmarked.
+would. :class:`RerankRetriever` reorders another retriever's best documents with a cross-encoder
+(``--retrievers hybrid+rerank``). Any object with a ``name`` and a ``rank`` method (:class:`Retriever`)
+can be benchmarked.
 
 Evaluation depends on search, never the reverse: nothing in :mod:`koe5.search` imports this module.
 
@@ -28,9 +30,11 @@ from typing import Protocol
 import numpy as np
 
 from koe5.embcache import EmbeddingCache, encode_cached
+from koe5.errors import InputError
 from koe5.evaluation.metrics import run_from_scores
+from koe5.rerank.ranking import ranked
 from koe5.search.bm25 import KoreanBM25
-from koe5.search.hybrid import DEFAULT_FUSION, Fusion
+from koe5.search.hybrid import DEFAULT_FUSION, Fusion, coverage
 from koe5.search.korean import KiwiAnalyzer
 from koe5.tasks import RetrievalData
 
@@ -121,6 +125,11 @@ class BM25Retriever:
             self._indexed = (id(data.corpus), bm25)
         return self._indexed[1]
 
+    def idf_totals(self, data: RetrievalData) -> dict[str, float]:
+        """Per query, the IDF sum of its distinct indexed terms (an adaptive fusion's signal)."""
+        bm25 = self._index_for(data)
+        return {q: bm25.idf_total(bm25.query_ids(text)) for q, text in data.queries.items()}
+
     def rank(self, data: RetrievalData, top_k: int) -> Run:
         bm25 = self._index_for(data)
         doc_ids = list(data.corpus)
@@ -147,15 +156,19 @@ class HybridRetriever:
         self.dense = dense
         self.sparse = sparse or BM25Retriever()
         self.fusion = fusion
-        self.name = name or f"hybrid-{fusion.method}-{fusion.weight:g}"
+        self.name = name or f"hybrid-{fusion.label}"
 
     def rank(self, data: RetrievalData, top_k: int) -> Run:
         depth = min(self.fusion.depth, len(data.corpus))
         dense = self.dense.rank(data, depth)
         sparse = self.sparse.rank(data, depth)
+        # an adaptive fusion needs the BM25 side's IDF sums; a retriever that has none gets the fixed weight
+        idf = getattr(self.sparse, "idf_totals", lambda _: {})(data) if self.fusion.adaptive else {}
         run: Run = {}
         for qid in data.queries:
-            fused = self.fusion.fuse(dense.get(qid, {}), sparse.get(qid, {}))
+            found = sparse.get(qid, {})
+            best = max(found.values()) if found else None
+            fused = self.fusion.fuse(dense.get(qid, {}), found, coverage=coverage(best, idf.get(qid, 0.0)))
             run[qid] = dict(list(fused.items())[:top_k])
         return run
 
@@ -206,3 +219,60 @@ class IndexRetriever:
                 )
                 run[qid] = {h.doc_id: h.score for h in hits}
         return run
+
+
+class RerankRetriever:
+    """A first stage's ``depth`` best documents, reordered by a reranker (:class:`~koe5.rerank.Reranker`).
+
+    The reranker reads each candidate's whole text as the first stage's model does
+    (:meth:`RetrievalData.doc_text <koe5.tasks.RetrievalData.doc_text>`: title and text, MTEB's join).
+    A query's run holds at most ``depth`` documents, so metrics at a cut-off beyond ``depth`` see only
+    those. Equal reranker scores keep the first stage's order.
+
+    Example::
+
+        from koe5.rerank import Reranker
+
+        hybrid = HybridRetriever(DenseRetriever(koe5.load()))
+        evaluate_tasks(RerankRetriever(hybrid, Reranker.load("default"), depth=50), ["PublicHealthQA"])
+    """
+
+    def __init__(
+        self,
+        first_stage: Retriever,
+        reranker,
+        depth: int = 50,
+        *,
+        name: str | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise InputError(f"depth must be a positive integer, got {depth!r}")
+        self.first_stage, self.reranker, self.depth = first_stage, reranker, depth
+        self.name = name or rerank_label(first_stage.name, reranker.name, depth)
+        self.show_progress = show_progress
+
+    def rank(self, data: RetrievalData, top_k: int) -> Run:
+        from tqdm.auto import tqdm
+
+        first = self.first_stage.rank(data, min(self.depth, len(data.corpus)))
+        queries = tqdm(data.queries, "reranking", unit="query", disable=not self.show_progress, leave=False)
+        run: Run = {}
+        for qid in queries:
+            found = first.get(qid, {})
+            docs = sorted(found, key=found.__getitem__, reverse=True)[
+                : self.depth
+            ]  # a run need not be sorted
+            run[qid] = {}
+            if docs:
+                texts = [data.doc_text(d) for d in docs]
+                best = ranked(self.reranker.score(data.queries[qid], texts), texts, min(top_k, len(docs)))
+                run[qid] = {docs[r.index]: r.score for r in best}
+        return run
+
+
+def rerank_label(first_stage: str, reranker: str, depth: int) -> str:
+    """The row (and result folder) of a reranked first stage: ``<first stage>+rerank-<reranker>-d<depth>``,
+    the reranker named by its last path part (``koe5/bm25-kiwi+rerank-bge-reranker-v2-m3-ko-d50``)."""
+    short = reranker.rstrip("/").rsplit("/", 1)[-1]
+    return f"{first_stage}+rerank-{short}-d{depth}"

@@ -3,8 +3,9 @@
 Modules, in the order data flows through them: ``documents`` (reading JSONL/CSV/Parquet/folders),
 ``chunking`` (token-aware chunks), ``korean`` (Kiwi analysis), ``bm25`` (Korean BM25 on bm25s),
 ``dense`` (exact and HNSW vector search), ``hybrid`` (fusion), ``store`` (the folder on disk),
-``index`` (:class:`Index`: build, add, delete, search). The benchmark's retrievers over these
-parts live in :mod:`koe5.evaluation.retrievers`: evaluation depends on search, never the reverse.
+``index`` (:class:`Index`: build, add, delete, search), ``reranking`` (a cross-encoder reorders the
+best results: ``search(..., rerank=...)``). The benchmark's retrievers over these parts live in
+:mod:`koe5.evaluation.retrievers`: evaluation depends on search, never the reverse.
 
 Example::
 

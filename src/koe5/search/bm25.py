@@ -136,12 +136,22 @@ class KoreanBM25:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every indexed text for ``query`` (float32, 0 for texts sharing no term)."""
-        return self._scores(self.query_ids(query))
+        return self.scores_of_ids(self.query_ids(query))
 
-    def _scores(self, ids: np.ndarray) -> np.ndarray:
+    def scores_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`scores` of a query already turned into term ids (:meth:`query_ids`)."""
         if self._bm25 is None or ids.size == 0:
             return np.zeros(len(self), dtype=np.float32)
         return np.asarray(self._bm25.get_scores_from_ids(ids.tolist()), dtype=np.float32)
+
+    def idf_total(self, ids: np.ndarray) -> float:
+        """The sum of Lucene IDF, ``ln(1 + (N - df + 0.5) / (df + 0.5))``, over the distinct terms
+        among ``ids`` that some indexed text has (the fusion's coverage signal)."""
+        if self._bm25 is None or ids.size == 0:
+            return 0.0
+        df = np.diff(self._bm25.scores["indptr"])[np.unique(ids)]
+        df = df[df > 0].astype(np.float64)
+        return float(np.log1p((len(self) - df + 0.5) / (df + 0.5)).sum())
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows and scores per query, ``(n_queries, k)`` each; ``-1`` / ``-inf`` padding."""
@@ -152,7 +162,7 @@ class KoreanBM25:
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         out = np.full((len(queries), k), -np.inf, dtype=np.float32)
         for q, terms in enumerate(self.analyzer.analyze(queries)):  # one batch: Kiwi runs in parallel
-            top, vals = top_k(self._scores(self._term_ids(terms)), k)
+            top, vals = top_k(self.scores_of_ids(self._term_ids(terms)), k)
             rows[q, : len(top)], out[q, : len(top)] = top, vals
         return rows, out
 

@@ -269,7 +269,23 @@ def batches(
         yield batch
 
 
-def check_model(folder: Path, manifest: dict, encoder) -> None:
+def load_encoder(location: Path | str, manifest: dict):
+    """The model an index records in its manifest (source, backend, prefixes), checked against it."""
+    from koe5.encoder import load
+
+    model = manifest["model"]
+    log.info("koe5: loading %s for %s", model["name"], location)
+    encoder = load(
+        model["source"],
+        backend=model.get("backend", "torch"),
+        query_prefix=model["query_prefix"],
+        passage_prefix=model["passage_prefix"],
+    )
+    check_model(location, manifest, encoder)
+    return encoder
+
+
+def check_model(folder: Path | str, manifest: dict, encoder) -> None:
     """:class:`ModelMismatchError` unless ``encoder`` is the model the index was built with."""
     from koe5.embcache import model_fingerprint
 

@@ -1,15 +1,28 @@
 """Hybrid ranking: fuse a dense and a BM25 ranking into one.
 
-Two ways, both with a weight ``w`` for the dense side (``1 - w`` for BM25):
+Three ways, each with a weight ``w`` for the dense side (``1 - w`` for BM25):
 
 - ``"rrf"``, reciprocal-rank fusion: ``w / (rrf_k + dense rank) + (1 - w) / (rrf_k + BM25 rank)``,
   ranks from 1, a side where the candidate is missing adds nothing. Uses ranks only, so the two
   score scales never meet.
-- ``"minmax"``, normalised score combination: each side's scores are min-max scaled to [0, 1] over
-  its own candidates, then ``w * dense + (1 - w) * bm25`` (missing: 0).
+- ``"minmax"``: each side's scores are min-max scaled to [0, 1] over its own candidates, then
+  ``w * dense + (1 - w) * bm25``.
+- ``"dbsf"``, distribution-based score fusion: each side's scores are scaled by their own
+  distribution, ``(s - (mean - 3 sd)) / (6 sd)`` over its candidates, so one outlying best match
+  stands out instead of defining the top of the scale as in min-max; then combined as min-max is.
 
-Each side contributes its top ``depth`` candidates. The default (:data:`DEFAULT_FUSION`) was chosen
-by measuring NDCG@10 on koe5's bundled Korean suite (README, "Search").
+In ``minmax`` and ``dbsf``, a candidate one side did not return gets that side's lowest scaled score
+(it ranked below all of them).
+
+``adaptive=(low, high)`` gives each query its own dense weight instead of ``w``: ``high`` when BM25's
+best match covers none of the query's IDF mass, ``low`` when it covers all of it, linear between.
+The coverage, ``best BM25 score / sum of the IDF of the query's distinct known terms`` (capped at
+1), is about the share of the query BM25's best document contains: a query whose words the
+collection answers word for word leans on BM25, a paraphrase leans on the model. It is passed to
+:meth:`Fusion.fuse`; without it the fixed ``weight`` is used.
+
+Each side contributes its top ``depth`` candidates. How :data:`DEFAULT_FUSION` was chosen, on dev
+tasks built from the training material and never on the bundled benchmark, is in docs/search.md.
 
 Example::
 
@@ -19,6 +32,8 @@ Example::
     # {'b': 0.01626..., 'a': 0.00819..., 'c': 0.00806...}
     Fusion("minmax", weight=0.4).fuse({"a": 0.9, "b": 0.8}, {"b": 12.0, "c": 3.0})
     # {'b': 0.6, 'a': 0.4, 'c': 0.0}
+    Fusion("minmax", adaptive=(0.2, 0.8)).fuse({"a": 0.9, "b": 0.8}, {"b": 12.0, "c": 3.0}, coverage=0.5)
+    # dense weight 0.5 for this query: {'a': 0.5, 'b': 0.5, 'c': 0.0}
 """
 
 from __future__ import annotations
@@ -31,7 +46,7 @@ from koe5.errors import InputError
 
 K = TypeVar("K", bound=Hashable)
 
-METHODS = ("rrf", "minmax")
+METHODS = ("rrf", "minmax", "dbsf")
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,8 @@ class Fusion:
     weight: float = 0.4
     rrf_k: int = 60
     depth: int = 100
+    #: (low, high): the dense weight per query from BM25's coverage of the query, or None: ``weight``
+    adaptive: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -50,30 +67,66 @@ class Fusion:
             raise InputError(f"fusion weight must be between 0 and 1, got {self.weight}")
         if self.rrf_k < 0 or self.depth < 1:
             raise InputError(f"need rrf_k >= 0 and depth >= 1 (got {self.rrf_k}, {self.depth})")
+        if self.adaptive is not None:
+            low, high = self.adaptive  # a manifest gives a list
+            if not 0.0 <= low <= high <= 1.0:
+                raise InputError(f"adaptive weights need 0 <= low <= high <= 1, got {low}, {high}")
+            object.__setattr__(self, "adaptive", (float(low), float(high)))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as JSON has them (a manifest compares them after a round trip)."""
+        out = asdict(self)
+        if self.adaptive is not None:
+            out["adaptive"] = list(self.adaptive)
+        return out
 
-    def fuse(self, dense: Mapping[K, float], sparse: Mapping[K, float]) -> dict[K, float]:
+    @property
+    def label(self) -> str:
+        """A short name of the setting, e.g. ``minmax-0.4`` or ``dbsf-adaptive-0.1-0.8``."""
+        if self.adaptive is None:
+            return f"{self.method}-{self.weight:g}"
+        return f"{self.method}-adaptive-{self.adaptive[0]:g}-{self.adaptive[1]:g}"
+
+    def dense_weight(self, coverage: float | None) -> float:
+        """The dense side's weight for a query whose BM25 coverage is ``coverage`` (0 to 1)."""
+        if self.adaptive is None or coverage is None:
+            return self.weight
+        low, high = self.adaptive
+        return high - (high - low) * min(max(coverage, 0.0), 1.0)
+
+    def fuse(
+        self, dense: Mapping[K, float], sparse: Mapping[K, float], *, coverage: float | None = None
+    ) -> dict[K, float]:
         """Fused scores of the union of both sides' top ``depth`` candidates, best first.
 
+        ``coverage``: the query's BM25 coverage (:func:`coverage`), used by ``adaptive``.
         Ties keep dense order first, then BM25 order, so the result is deterministic.
         """
         dense_top = _top(dense, self.depth)
         sparse_top = _top(sparse, self.depth)
+        w = self.dense_weight(coverage)
         fused: dict[K, float] = {}
-        w = self.weight
         if self.method == "rrf":
             for rank, key in enumerate(dense_top, 1):
                 fused[key] = w / (self.rrf_k + rank)
             for rank, key in enumerate(sparse_top, 1):
                 fused[key] = fused.get(key, 0.0) + (1 - w) / (self.rrf_k + rank)
         else:
-            for key, value in _minmax(dense, dense_top).items():
-                fused[key] = w * value
-            for key, value in _minmax(sparse, sparse_top).items():
-                fused[key] = fused.get(key, 0.0) + (1 - w) * value
+            scale = _minmax if self.method == "minmax" else _distribution
+            a, b = scale(dense, dense_top), scale(sparse, sparse_top)
+            low_a, low_b = min(a.values(), default=0.0), min(b.values(), default=0.0)
+            for key in dict.fromkeys(dense_top + sparse_top):
+                fused[key] = w * a.get(key, low_a) + (1 - w) * b.get(key, low_b)
         return dict(sorted(fused.items(), key=lambda item: -item[1]))
+
+
+def coverage(best_bm25: float | None, idf_total: float) -> float | None:
+    """BM25's coverage of a query: its best score over the IDF sum of the query's distinct known
+    terms, capped at 1 (with tf 1 at average length, a term adds its IDF to the score). ``None`` when
+    BM25 found nothing to compare."""
+    if best_bm25 is None or idf_total <= 0:
+        return None
+    return min(1.0, float(best_bm25) / idf_total)
 
 
 def _top(scores: Mapping[K, float], depth: int) -> list[K]:
@@ -90,8 +143,17 @@ def _minmax(scores: Mapping[K, float], keys: list[K]) -> dict[K, float]:
     return {k: (v - low) / (high - low) for k, v in zip(keys, values, strict=True)}
 
 
-#: The default fusion of ``Index.search(mode="hybrid")`` and ``HybridRetriever``: min-max normalised
-#: scores, dense weight 0.4, 100 candidates a side. Measured with ``benchmarks/hybrid_fusion.py`` on
-#: the bundled suite (multilingual-e5-small): the best average NDCG@10 of rrf and minmax at weights
-#: 0.3-0.7 (0.8842 against BM25's 0.8643 and dense's 0.8209), and the best at depths 30 and 200 too.
-DEFAULT_FUSION = Fusion("minmax", weight=0.4, depth=100)
+def _distribution(scores: Mapping[K, float], keys: list[K]) -> dict[K, float]:
+    if not keys:
+        return {}
+    values = [float(scores[k]) for k in keys]
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    if sd == 0:  # one candidate, or all tied
+        return dict.fromkeys(keys, 1.0)
+    return {k: (v - mean + 3 * sd) / (6 * sd) for k, v in zip(keys, values, strict=True)}
+
+
+#: The default fusion of ``Index.search(mode="hybrid")``, ``HybridRetriever`` and new indexes.
+#: Chosen by ``benchmarks/hybrid_fusion.py`` on dev tasks from the training material (docs/search.md).
+DEFAULT_FUSION = Fusion("minmax", weight=0.4, depth=100, adaptive=(0.2, 0.8))

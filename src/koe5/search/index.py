@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from koe5.errors import IndexFormatError, InputError
-from koe5.search import building, changes, ranking, store
+from koe5.rerank import Reranker
+from koe5.search import building, changes, ranking, reranking, store
 from koe5.search.bm25 import KoreanBM25
 from koe5.search.chunking import Chunker
 from koe5.search.dense import ANN_THRESHOLD, DenseIndex, HNSWParams, choose_kind
@@ -48,8 +48,6 @@ from koe5.search.ranking import MODES, Hit
 from koe5.search.rows import Rows
 
 __all__ = ["COMPACT_AT", "MODES", "SEGMENT_DOCS", "Hit", "Index"]
-
-log = logging.getLogger("koe5")
 
 #: Documents per segment: the unit of a resumable build (a crash loses at most one segment's work).
 SEGMENT_DOCS = 2000
@@ -69,6 +67,7 @@ class Index:
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
         self.last_report: dict[str, Any] = {}
+        self.rerankers = reranking.Rerankers()  # those search was given by name, loaded once
         self._open(_manifest)
         if encoder is not None:
             building.check_model(self.folder, self.manifest, encoder)
@@ -110,18 +109,7 @@ class Index:
         """The model of this index (loaded on first use if none was given)."""
         with self._encoder_lock:
             if self._encoder is None:
-                from koe5.encoder import load
-
-                model = self.manifest["model"]
-                log.info("koe5: loading %s for %s", model["name"], self.folder)
-                enc = load(
-                    model["source"],
-                    backend=model.get("backend", "torch"),
-                    query_prefix=model["query_prefix"],
-                    passage_prefix=model["passage_prefix"],
-                )
-                building.check_model(self.folder, self.manifest, enc)
-                self._encoder = enc
+                self._encoder = building.load_encoder(self.folder, self.manifest)
             return self._encoder
 
     def __len__(self) -> int:
@@ -287,6 +275,8 @@ class Index:
         *,
         fusion: Fusion | None = None,
         query_vector: np.ndarray | None = None,
+        rerank: Reranker | str | None = None,
+        rerank_depth: int = reranking.DEFAULT_DEPTH,
     ) -> list[Hit]:
         """The ``k`` best documents for ``query``, each with its best chunk.
 
@@ -294,9 +284,15 @@ class Index:
         or ``"bm25"``. ``filters``: ``{metadata key: value}`` (a list/tuple/set value means any of
         them; ``"doc_id"`` filters on ids). A query BM25 finds no terms in (only punctuation or
         stopwords) gives BM25 no candidates rather than an error. ``query_vector``: the query's
-        embedding if already computed (with this index's model and query prefix).
+        embedding if already computed (with this index's model and query prefix). ``rerank``: a
+        :class:`~koe5.rerank.Reranker` (or a name or folder, loaded once) orders the ``rerank_depth``
+        best (``k`` to 1000); each hit's ``score`` is then the reranker's and ``retrieval_score`` the
+        first stage's (:mod:`~koe5.search.reranking`).
         """
         ranking.check_request(query, k, mode)
+        if rerank is not None:
+            first = {"mode": mode, "filters": filters, "fusion": fusion, "query_vector": query_vector}
+            return reranking.reranked_search(self, query, k, rerank, rerank_depth, **first)
         rows = self._rows
         allowed = ~rows.deleted
         if filters:
@@ -306,13 +302,16 @@ class Index:
         fusion = fusion or Fusion(**self.manifest["fusion"])
         depth = max(k, fusion.depth) if mode == "hybrid" else k
         dense = sparse = {}
+        idf_total = 0.0
         if mode != "bm25":
             dim = self.manifest["model"]["dim"]
             vector = ranking.query_vector(lambda: self.encoder, query, query_vector, dim)
             dense = ranking.dense_candidates(self._dense, vector, allowed, rows, depth)
         if mode != "dense":
-            sparse = ranking.bm25_candidates(self._bm25, query, allowed, rows, depth)
-        ranked = ranking.rank(mode, dense, sparse, fusion)
+            terms = self._bm25.query_ids(query)
+            sparse = ranking.bm25_candidates(self._bm25, terms, allowed, rows, depth)
+            idf_total = self._bm25.idf_total(terms)
+        ranked = ranking.rank(mode, dense, sparse, fusion, idf_total)
         return [Hit.of_chunk(rows.chunk(row), score) for _, score, row in ranked[:k]]
 
     def unknown_filter_keys(self, filters: dict[str, Any]) -> list[str]:

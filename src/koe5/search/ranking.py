@@ -16,7 +16,7 @@ import numpy as np
 from koe5.errors import InputError
 from koe5.search.bm25 import KoreanBM25, top_k
 from koe5.search.dense import DenseIndex
-from koe5.search.hybrid import Fusion
+from koe5.search.hybrid import Fusion, coverage
 from koe5.search.rows import Rows
 
 MODES = ("hybrid", "dense", "bm25")
@@ -30,7 +30,8 @@ class Hit:
     """One ranked document: its id, score, and the chunk that earned the score.
 
     ``chunk_id`` is ``"<doc_id>#<n>"`` (the document's n-th chunk, from 0); ``start``/``end`` are the
-    chunk's character offsets in the document text.
+    chunk's character offsets in the document text. A reranked hit's ``score`` is the reranker's and
+    ``retrieval_score`` the first stage's (:mod:`~koe5.search.reranking`); otherwise it is ``None``.
     """
 
     doc_id: str
@@ -41,9 +42,14 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     start: int = 0
     end: int = 0
+    retrieval_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict; ``retrieval_score`` only when the hit was reranked."""
+        out = asdict(self)
+        if self.retrieval_score is None:
+            del out["retrieval_score"]
+        return out
 
     @classmethod
     def of_chunk(cls, record: dict[str, Any], score: float) -> Hit:
@@ -103,9 +109,12 @@ def dense_candidates(
     return candidates(fetch, n_docs)
 
 
-def bm25_candidates(bm25: KoreanBM25, query: str, allowed: np.ndarray, rows: Rows, n_docs: int) -> Candidates:
-    """BM25's documents; a query with no indexed term (only punctuation or stopwords) has none."""
-    scores = bm25.scores(query)
+def bm25_candidates(
+    bm25: KoreanBM25, terms: np.ndarray, allowed: np.ndarray, rows: Rows, n_docs: int
+) -> Candidates:
+    """BM25's documents for a query's term ids (:meth:`KoreanBM25.query_ids`); a query with no
+    indexed term (only punctuation or stopwords) has none."""
+    scores = bm25.scores_of_ids(terms)
     if not scores.any():
         return {}
     scores = np.where(allowed[rows.live], scores, 0.0)
@@ -129,13 +138,22 @@ def best_per_doc(rows: Sequence, docs: Sequence, scores: Sequence, n_docs: int) 
     return best
 
 
-def rank(mode: str, dense: Candidates, sparse: Candidates, fusion: Fusion) -> list[tuple[int, float, int]]:
-    """(document, score, chunk row) best first: one side's candidates, or both fused."""
+def rank(
+    mode: str, dense: Candidates, sparse: Candidates, fusion: Fusion, idf_total: float = 0.0
+) -> list[tuple[int, float, int]]:
+    """(document, score, chunk row) best first: one side's candidates, or both fused.
+
+    ``idf_total``: the IDF sum of the query's distinct indexed terms, for an adaptive fusion."""
     if mode == "dense":
         return [(d, s, r) for d, (s, r) in dense.items()]
     if mode == "bm25":
         return [(d, s, r) for d, (s, r) in sparse.items()]
-    fused = fusion.fuse({d: s for d, (s, _) in dense.items()}, {d: s for d, (s, _) in sparse.items()})
+    best = next(iter(sparse.values()))[0] if sparse else None
+    fused = fusion.fuse(
+        {d: s for d, (s, _) in dense.items()},
+        {d: s for d, (s, _) in sparse.items()},
+        coverage=coverage(best, idf_total),
+    )
     return [(d, s, hybrid_chunk(d, dense, sparse)) for d, s in fused.items()]
 
 

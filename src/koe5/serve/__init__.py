@@ -1,7 +1,9 @@
 """``koe5 serve``: an HTTP embedding and search server that existing clients can talk to.
 
-Modules: ``settings`` (limits, batching, the API key, as one dataclass), ``batcher`` (one worker
-thread owns the model; concurrent requests are encoded together by a token budget), ``schemas``
+Modules: ``settings`` (limits, batching, the API key, as one dataclass), ``worker`` (a model's queue
+and the one thread that owns it), ``batcher`` (the encoder's worker: concurrent requests are encoded
+together by a token budget), ``rerank_batcher`` (the reranker's: concurrent requests' pairs are
+scored together), ``reranking`` (the rerank routes' checks, reranked search hits), ``schemas``
 (request/response bodies), ``errors`` (JSON errors naming the limit, and their handlers),
 ``middleware`` (metrics timing, bearer auth, body size), ``metrics`` (Prometheus), ``state`` (what
 the handlers share), ``checks`` (the limits every request passes), ``responses`` (JSON answers and
@@ -33,6 +35,7 @@ _EXPORTS = {
     "openapi_schema": "app",
     "Batcher": "batcher",
     "Encoded": "batcher",
+    "RerankBatcher": "rerank_batcher",
     "ApiError": "errors",
     "Metrics": "metrics",
     "run": "server",

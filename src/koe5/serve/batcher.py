@@ -1,9 +1,10 @@
 """Micro-batching: requests that arrive together are encoded together, on one worker thread.
 
-The encoder is not thread-safe, so every model call of the server runs here. Requests wait in a FIFO
+The encoder is not thread-safe, so every encoder call of the server runs here. Requests wait in a FIFO
 queue; the worker takes the oldest, then keeps taking queued requests until the batch would exceed
 ``batch_tokens`` tokens or ``batch_inputs`` texts, or until ``batch_wait_ms`` have passed since the
-oldest was queued. Under load the worker is busy while requests queue up, so they are batched with
+oldest was queued (the queue and the thread are :mod:`koe5.serve.worker`'s, shared with the
+reranker's worker). Under load the worker is busy while requests queue up, so they are batched with
 no wait at all; when it was idle, the short wait lets a burst of requests share the batch.
 
 The batch is encoded with one ``Encoder.encode`` call per kind (query / passage / none), which sorts
@@ -30,17 +31,16 @@ Example::
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from koe5.serve.errors import ApiError
 from koe5.serve.settings import Settings
+from koe5.serve.worker import Job, QueueWorker
 
 log = logging.getLogger("koe5.serve")
 
@@ -59,51 +59,35 @@ class Encoded:
     truncated: int
 
 
-@dataclass
-class _Job:
+@dataclass(kw_only=True)
+class _Job(Job):
     texts: list[str]
     kind: str | None
-    truncate: bool
-    future: Future
-    queued: float = field(default_factory=time.monotonic)
-    lengths: np.ndarray | None = None  # token counts, prefix and special tokens included, uncut
 
 
-class Batcher:
-    """Owns the encoder; encodes queued requests in token-budgeted batches on one thread.
+class Batcher(QueueWorker):
+    """Owns the encoder; encodes queued requests in token-budgeted batches on one thread
+    (:class:`~koe5.serve.worker.QueueWorker`).
 
     ``metrics`` (optional) gets ``batch(requests, inputs, tokens, seconds)`` after each batch and
     ``queue(requests)`` when the number of requests waiting or in work changes.
     """
 
+    thread_name = "koe5-encoder"
+
     def __init__(self, encoder, settings: Settings, metrics=None) -> None:
+        super().__init__(
+            settings,
+            metrics,
+            batch_inputs=settings.batch_inputs or PASSES * (getattr(encoder, "batch_size", None) or 64),
+            batch_tokens=settings.batch_tokens or PASSES * (getattr(encoder, "max_tokens", None) or 4096),
+        )
         self.encoder = encoder
-        self.settings = settings
-        self.metrics = metrics
-        self.batch_tokens = settings.batch_tokens or PASSES * (getattr(encoder, "max_tokens", None) or 4096)
-        self.batch_inputs = settings.batch_inputs or PASSES * (getattr(encoder, "batch_size", None) or 64)
-        self._wait = settings.batch_wait_ms / 1000 if settings.batching else 0.0
         self._prefix = {"query": encoder.query_prefix, "passage": encoder.passage_prefix, None: ""}
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._carry: _Job | None = None
-        self._stopping = False
-        self._closing = False
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._started_error: BaseException | None = None
-
-    # --- the request side (any thread; the server's event loop) ---------------------------------
 
     @property
-    def pending(self) -> int:
-        """Requests admitted and not yet answered."""
-        return self._pending
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
+    def max_length(self) -> int:
+        return self.encoder.max_length
 
     def submit(self, texts: Sequence[str], kind: str | None, *, truncate: bool) -> Future:
         """Queue ``texts`` for encoding; the future's result is an :class:`Encoded`.
@@ -114,141 +98,35 @@ class Batcher:
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be 'query', 'passage' or None, got {kind!r}")
-        with self._lock:
-            if self._closing or self._thread is None:
-                raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance")
-            if self._pending >= self.settings.max_queue:
-                raise ApiError(
-                    429,
-                    "max_queue",
-                    f"{self._pending} requests are queued, the limit (max_queue) is "
-                    f"{self.settings.max_queue}; retry shortly",
-                    headers={"Retry-After": "1"},
-                )
-            self._pending += 1
-            pending = self._pending
-            job = _Job(list(texts), kind, truncate, Future())
-            job.future.add_done_callback(self._done)
-            self._queue.put(job)  # under the lock: never behind the stop mark of close()
-        if self.metrics is not None:
-            self.metrics.queue(pending)
-        return job.future
+        return self._enqueue(_Job(texts=list(texts), kind=kind, truncate=truncate))
 
-    def _done(self, _future: Future) -> None:
-        with self._lock:
-            self._pending -= 1
-            pending = self._pending
+    # --- on the worker ---------------------------------------------------------------------------
+
+    def _warm_up(self) -> None:
+        self.encoder.encode(["준비"], "query")
+
+    def _queued(self, pending: int) -> None:
         if self.metrics is not None:
             self.metrics.queue(pending)
 
-    # --- lifecycle -------------------------------------------------------------------------------
+    def _lengths(self, job: _Job) -> np.ndarray:
+        """Tokens per text, prefix and special tokens included, uncut."""
+        prefix = self._prefix[job.kind]
+        return np.fromiter(
+            (len(ids) for ids in self.encoder.tokenize([prefix + t for t in job.texts])),
+            dtype=np.int64,
+            count=len(job.texts),
+        )
 
-    def start(self, warmup: bool = True) -> None:
-        """Start the worker (and encode one text, so the first request does not pay for start-up)."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, args=(warmup,), name="koe5-encoder", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._started_error is not None:
-            raise self._started_error
+    def _too_long(self, item: int, tokens: int) -> ApiError:
+        return ApiError(
+            413,
+            "max_tokens",
+            f"item {item} has {tokens} tokens (prefix and special tokens included), more than the "
+            f"model's {self.max_length} (max_tokens); send truncate=true to cut it",
+        )
 
-    def close(self, timeout: float | None = None) -> None:
-        """Refuse new requests, finish the queued ones, stop the worker."""
-        with self._lock:
-            self._closing = True
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    # --- the worker ------------------------------------------------------------------------------
-
-    def _run(self, warmup: bool) -> None:
-        try:
-            if warmup:
-                self.encoder.encode(["준비"], "query")
-        except BaseException as exc:  # a model that cannot encode one word should stop the server
-            self._started_error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        while not self._stopping:
-            job = self._take(None)
-            if job is None:
-                break
-            batch = self._collect(job)
-            if batch:
-                self._encode(batch)
-
-    def _take(self, timeout: float | None) -> _Job | None:
-        """The next live job (carried over or queued); None at the stop mark or when none came in time."""
-        while True:
-            if self._carry is not None:
-                job, self._carry = self._carry, None
-                return job
-            try:
-                if timeout is None or timeout > 0:
-                    job = self._queue.get(timeout=timeout)
-                else:  # past the wait: take what is queued already, do not wait for more
-                    job = self._queue.get_nowait()
-            except queue.Empty:
-                return None
-            if job is None:
-                self._stopping = True
-                return None
-            if self._admit(job):
-                return job
-
-    def _admit(self, job: _Job) -> bool:
-        """Tokenise a job and check its lengths; False (and the job answered) if it cannot run."""
-        if not job.future.set_running_or_notify_cancel():
-            return False  # the client went away while it waited
-        try:
-            prefix = self._prefix[job.kind]
-            job.lengths = np.fromiter(
-                (len(ids) for ids in self.encoder.tokenize([prefix + t for t in job.texts])),
-                dtype=np.int64,
-                count=len(job.texts),
-            )
-        except Exception as exc:
-            log.exception("koe5: tokenising a request failed")
-            job.future.set_exception(exc)
-            return False
-        limit = self.encoder.max_length
-        if not job.truncate and len(job.lengths) and job.lengths.max() > limit:
-            item = int(np.argmax(job.lengths > limit))
-            job.future.set_exception(
-                ApiError(
-                    413,
-                    "max_tokens",
-                    f"item {item} has {int(job.lengths[item])} tokens (prefix and special tokens "
-                    f"included), more than the model's {limit} (max_tokens); send truncate=true to cut it",
-                )
-            )
-            return False
-        return True
-
-    def _collect(self, first: _Job) -> list[_Job]:
-        """``first`` and the jobs that join it within the budget and the wait."""
-        batch = [first]
-        if not self.settings.batching:
-            return batch
-        n, tokens = len(first.lengths), int(np.minimum(first.lengths, self.encoder.max_length).sum())
-        deadline = first.queued + self._wait
-        while n < self.batch_inputs and tokens < self.batch_tokens and not self._stopping:
-            job = self._take(deadline - time.monotonic())
-            if job is None:
-                break
-            more = int(np.minimum(job.lengths, self.encoder.max_length).sum())
-            if n + len(job.lengths) > self.batch_inputs or tokens + more > self.batch_tokens:
-                self._carry = job  # first in line for the next batch
-                break
-            batch.append(job)
-            n, tokens = n + len(job.lengths), tokens + more
-        return batch
-
-    def _encode(self, batch: list[_Job]) -> None:
+    def _run_batch(self, batch: list[_Job]) -> None:
         started = time.perf_counter()
         limit = self.encoder.max_length
         inputs = tokens = 0

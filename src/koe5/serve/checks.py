@@ -1,4 +1,4 @@
-"""The checks every embedding and search request passes, and the steps around the model they share.
+"""The checks every embedding, search and rerank request passes, and the steps around the model they share.
 
 Limits on the texts (``max_inputs``, ``max_chars``), the ``dimensions`` asked for, and truncation
 (the request's ``truncate``, else the server's ``auto_truncate``). Each refusal is an
@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -53,6 +54,16 @@ def check_texts(value: str | list[str], param: str, settings: Settings) -> list[
         check_length(text, f"{param}[{i}]", param, settings)
         check_unicode(text, f"{param}[{i}]", param)
     return texts
+
+
+def check_query(query: str, settings: Settings) -> str:
+    """A search's or a rerank's ``query``: not blank (422 ``empty_input``), not over ``max_chars``,
+    valid Unicode."""
+    if not query.strip():
+        raise ApiError(422, "empty_input", "query is empty", param="query")
+    check_length(query, "query", "query", settings)
+    check_unicode(query, "query", "query")
+    return query
 
 
 def check_unicode(text: str, name: str, param: str) -> None:
@@ -113,9 +124,14 @@ async def encode(
     future = state.batcher.submit(
         texts, kind, truncate=state.settings.auto_truncate if truncate is None else truncate
     )
+    return await answer(future, param)
+
+
+async def answer(future: Future, param: str):
+    """A worker's result for a request whose texts were in the field ``param``; a refusal names it."""
     try:
         return await asyncio.wrap_future(future)
-    except ApiError as exc:  # the batcher does not know which field held the texts
+    except ApiError as exc:  # the worker does not know which field held the texts
         exc.param = exc.param or param
         raise
 

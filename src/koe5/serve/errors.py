@@ -1,7 +1,7 @@
 """HTTP errors as JSON that says what went wrong and which limit, in the shape each client expects.
 
-``/embed`` answers as text-embeddings-inference does, ``{"error": "...", "error_type": "validation"}``
-(plus ``code``); every other route as the OpenAI API does,
+``/embed`` and ``/rerank`` answer as text-embeddings-inference does,
+``{"error": "...", "error_type": "validation"}`` (plus ``code``); every other route as the OpenAI API does,
 ``{"error": {"message": "...", "type": "invalid_request_error", "param": "input", "code": "max_inputs"}}``.
 ``code`` is the name of the limit (a :class:`~koe5.serve.settings.Settings` field) or of the
 problem (``malformed_json``, ``invalid_request``, ``unauthorized``, ``shutting_down``, ...).
@@ -38,7 +38,16 @@ _OPENAI_TYPES = {
 }
 #: The message of every 500: the details go to the server's log only.
 INTERNAL_ERROR = "internal error; the server log has the details"
-_TEI_TYPES = {401: "unauthorized", 413: "validation", 422: "validation", 429: "overloaded", 503: "unhealthy"}
+_TEI_TYPES = {
+    401: "unauthorized",
+    404: "validation",
+    413: "validation",
+    422: "validation",
+    429: "overloaded",
+    503: "unhealthy",
+}
+#: The routes that answer errors in text-embeddings-inference's shape.
+TEI_PATHS = ("/embed", "/rerank")
 
 
 class ApiError(Exception):
@@ -62,7 +71,7 @@ class ApiError(Exception):
 
 
 def is_tei_path(path: str) -> bool:
-    return path.rstrip("/") == "/embed"
+    return path.rstrip("/") in TEI_PATHS
 
 
 def error_body(path: str, status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one server: requests, latency, batches, queue. Each app has its own registry.
+"""Prometheus metrics of one server: requests, latency, batches, queues. Each app has its own registry.
 
 ========================================  ==========  ==============================================
 ``koe5_requests_total``                   counter     by ``endpoint`` (route) and ``status``
@@ -11,6 +11,15 @@
 ``koe5_batch_duration_seconds``           histogram   model time per batch (tokenising included)
 ``koe5_inputs_total``                     counter     texts embedded
 ``koe5_tokens_total``                     counter     tokens read by the model
+``koe5_rerank_requests_total``            counter     requests the reranker scored (``/rerank``,
+                                                      ``/v1/rerank``, ``/search`` with ``rerank``)
+``koe5_rerank_pairs_total``               counter     (query, text) pairs scored
+``koe5_rerank_truncated_total``           counter     pairs cut to the reranker's maximum length
+``koe5_rerank_tokens_total``              counter     tokens read by the reranker
+``koe5_rerank_batch_requests``            histogram   requests per reranker batch
+``koe5_rerank_batch_pairs``               histogram   pairs per reranker batch
+``koe5_rerank_batch_duration_seconds``    histogram   reranker time per batch (tokenising included)
+``koe5_rerank_queue_requests``            gauge       rerank requests admitted and not yet answered
 ========================================  ==========  ==============================================
 
 Example::
@@ -28,6 +37,20 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _TOKENS = (16, 64, 256, 1024, 4096, 16384, 65536)
+
+#: The reranker's counters, ``koe5_rerank_<key>_total``: key -> help.
+RERANK_COUNTERS = {
+    "requests": "Requests scored by the reranker.",
+    "pairs": "(query, text) pairs scored.",
+    "truncated": "Pairs cut to the reranker's maximum length.",
+    "tokens": "Tokens read by the reranker.",
+}
+#: The reranker's histograms, one observation per batch: key -> (name, help, buckets).
+RERANK_HISTOGRAMS = {
+    "requests": ("koe5_rerank_batch_requests", "Requests per reranker batch.", _COUNTS),
+    "pairs": ("koe5_rerank_batch_pairs", "Pairs per reranker batch.", _COUNTS),
+    "seconds": ("koe5_rerank_batch_duration_seconds", "Reranker time per batch.", _LATENCY),
+}
 
 
 class Metrics:
@@ -62,6 +85,17 @@ class Metrics:
         )
         self.inputs = Counter("koe5_inputs", "Texts embedded.", registry=r)
         self.tokens = Counter("koe5_tokens", "Tokens read by the model.", registry=r)
+        # the reranker's, from tables: koe5_rerank_<key>_total and the per-batch histograms
+        self.rerank_counters = {
+            key: Counter(f"koe5_rerank_{key}", text, registry=r) for key, text in RERANK_COUNTERS.items()
+        }
+        self.rerank_histograms = {
+            key: Histogram(name, text, buckets=buckets, registry=r)
+            for key, (name, text, buckets) in RERANK_HISTOGRAMS.items()
+        }
+        self.rerank_queued = Gauge(
+            "koe5_rerank_queue_requests", "Rerank requests admitted and not yet answered.", registry=r
+        )
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -80,6 +114,20 @@ class Metrics:
         self.batch_seconds.observe(seconds)
         self.inputs.inc(inputs)
         self.tokens.inc(tokens)
+
+    def rerank_queue(self, requests: int) -> None:
+        self.rerank_queued.set(requests)
+
+    def rerank_batch(self, requests: int, pairs: int, truncated: int, tokens: int, seconds: float) -> None:
+        for key, value in (("requests", requests), ("pairs", pairs), ("seconds", seconds)):
+            self.rerank_histograms[key].observe(value)
+        for key, value in (
+            ("requests", requests),
+            ("pairs", pairs),
+            ("truncated", truncated),
+            ("tokens", tokens),
+        ):
+            self.rerank_counters[key].inc(value)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

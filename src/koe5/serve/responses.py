@@ -16,11 +16,12 @@ from starlette.responses import Response
 #: What each error status means, as the OpenAPI schema (docs/openapi.json) describes it.
 ERROR_DOCS = {
     401: "No or a wrong bearer token (the server was started with KOE5_API_KEY).",
-    404: "The server has no index (`no_index`).",
+    404: "The server has no index (`no_index`) or no reranker (`no_reranker`), or `model` names "
+    "another reranker than the one served (`model_not_found`).",
     413: "Over a size limit: `max_body_bytes`, `max_inputs`, `max_chars`, or `max_tokens` with "
     "truncate=false.",
     422: "Malformed JSON (`malformed_json`), a field of the wrong type (`invalid_request`) or an "
-    "unsupported value (the field's name, or `max_k`).",
+    "unsupported value (the field's name, or `max_k`, `max_rerank_depth`).",
     429: "`max_queue` requests are already waiting: retry after `Retry-After` seconds.",
     503: "The server is shutting down (`shutting_down`).",
 }

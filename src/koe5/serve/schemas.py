@@ -1,7 +1,8 @@
 """Request and response bodies of the HTTP API (pydantic models; they are the OpenAPI schema).
 
-``/v1/embeddings`` follows the OpenAI embeddings API, ``/embed`` text-embeddings-inference's; the
-koe5 additions are marked as extensions. Limits (how many inputs, how long) are the server's
+``/v1/embeddings`` follows the OpenAI embeddings API, ``/embed`` and ``/rerank``
+text-embeddings-inference's, ``/v1/rerank`` Cohere's and Jina's rerank API; the koe5 additions are
+marked as extensions. Limits (how many inputs, how long) are the server's
 :class:`~koe5.serve.settings.Settings`, not part of the schema.
 """
 
@@ -97,6 +98,17 @@ class SearchRequest(BaseModel):
         None,
         description="Metadata key -> value; a list value means any of them; `doc_id` filters on ids.",
     )
+    rerank: bool = Field(
+        False,
+        description="Reorder the index's `rerank_depth` best documents by the server's reranker "
+        "(koe5 serve --reranker; 404 `no_reranker` without one) and return the `k` best: each hit's "
+        "`score` is then the reranker's, `retrieval_score` the index's.",
+    )
+    rerank_depth: int | None = Field(
+        None,
+        description="With `rerank`: how many of the index's documents the reranker reads, from `k` to "
+        "the server's max_rerank_depth (absent: 50 within those bounds).",
+    )
 
 
 class SearchHit(BaseModel):
@@ -110,6 +122,9 @@ class SearchHit(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     start: int = 0
     end: int = 0
+    retrieval_score: float | None = Field(
+        None, description="Reranked searches only: the index's score (`score` is the reranker's)."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -117,6 +132,73 @@ class SearchResponse(BaseModel):
     mode: str
     k: int
     hits: list[SearchHit]
+
+
+# --- rerank --------------------------------------------------------------------------------------
+
+TRUNCATE_PAIR_DOC = (
+    "Pairs longer than the reranker's maximum length (query and text together, in tokens): cut them "
+    "(true; the longer of the two loses tokens first) or refuse the request with 413 `max_tokens` "
+    "(false). Default: the server's (koe5 serve --auto-truncate / --no-auto-truncate; on unless changed)."
+)
+
+
+class RerankRequest(BaseModel):
+    """``POST /rerank`` (text-embeddings-inference). The answer is a list of ranks, best first."""
+
+    query: str = Field(description="The question the texts should answer.")
+    texts: list[str] = Field(description="The texts to score against the query (an empty list: `[]`).")
+    raw_scores: bool = Field(False, description="The logits, not the reranker's activation of them.")
+    return_text: bool = Field(False, description="Give each rank its text.")
+    truncate: bool | None = Field(None, description=TRUNCATE_PAIR_DOC)
+    truncation_direction: Literal["right", "Right", "left", "Left"] = Field(
+        "right", description="Which end of the longer half of a pair is cut: its end (right) or its start."
+    )
+
+
+class Rank(BaseModel):
+    index: int = Field(description="The text's position in `texts`.")
+    score: float
+    text: str | None = Field(None, description="With `return_text` only.")
+
+
+class DocumentText(BaseModel):
+    text: str
+
+
+class DocumentRerankRequest(BaseModel):
+    """``POST /v1/rerank`` (Cohere's and Jina's rerank API). ``truncate`` is a koe5 extension."""
+
+    model: str | None = Field(
+        None, description="The served reranker's name, or absent; another name is 404 `model_not_found`."
+    )
+    query: str = Field(description="The question the documents should answer.")
+    documents: list[str | DocumentText] = Field(
+        description="Texts, or objects with a `text` (other fields are ignored); an empty list gives "
+        "no results."
+    )
+    top_n: int | None = Field(
+        None, description="How many results, from 1 to the number of documents; all if absent."
+    )
+    return_documents: bool = Field(False, description='Give each result its document (`{"text"}`).')
+    truncate: bool | None = Field(None, description="koe5 extension. " + TRUNCATE_PAIR_DOC)
+
+
+class RelevanceResult(BaseModel):
+    index: int = Field(description="The document's position in `documents`.")
+    relevance_score: float = Field(description="The reranker's score (its activation: 0-1 for sigmoid).")
+    document: DocumentText | None = Field(None, description="With `return_documents` only.")
+
+
+class RerankUsage(BaseModel):
+    total_tokens: int = Field(description="Tokens the reranker read: query, text and special tokens.")
+
+
+class DocumentRerankResponse(BaseModel):
+    id: str = Field(description="A new id for each answer.")
+    results: list[RelevanceResult] = Field(description="Best first.")
+    model: str
+    usage: RerankUsage
 
 
 # --- health and errors ---------------------------------------------------------------------------
@@ -153,6 +235,13 @@ class ModelType(BaseModel):
     embedding: EmbeddingModelType
 
 
+class RerankerInfo(BaseModel):
+    name: str = Field(description="What `model` in /v1/rerank answers say.")
+    max_length: int = Field(description="Tokens per pair: query, text and special tokens.")
+    activation: str = Field(description="`sigmoid` (scores 0-1) or `identity` (the logit).")
+    device: str
+
+
 class Info(BaseModel):
     """``GET /info`` (text-embeddings-inference): the model and the server's limits."""
 
@@ -181,6 +270,9 @@ class Info(BaseModel):
         "(active, off, unsupported CPU, not built, other OpenMP; see koe5.attention); null when the "
         "served model never asked (GPU, ONNX, other architectures).",
     )
+    reranker: RerankerInfo | None = Field(
+        None, description="koe5 extension: the reranker of /rerank and /v1/rerank (koe5 serve --reranker)."
+    )
 
 
 class Health(BaseModel):
@@ -193,6 +285,7 @@ class Health(BaseModel):
     backend: str
     index: IndexInfo | None = None
     queue: int = Field(description="Requests admitted and not yet answered.")
+    reranker: str | None = Field(None, description="The reranker's name (koe5 serve --reranker), if any.")
 
 
 class ErrorDetail(BaseModel):
@@ -209,7 +302,7 @@ class ErrorBody(BaseModel):
 
 
 class TeiErrorBody(BaseModel):
-    """The error of ``/embed`` (text-embeddings-inference's shape, plus ``code``)."""
+    """The error of ``/embed`` and ``/rerank`` (text-embeddings-inference's shape, plus ``code``)."""
 
     error: str
     error_type: str

@@ -31,6 +31,8 @@ class Settings:
     * ``max_body_bytes``: request body size (413, ``max_body_bytes``);
     * ``max_queue``: requests admitted and not yet answered; more get 429 ``max_queue``;
     * ``max_k``: results per search (422, ``max_k``);
+    * ``max_rerank_depth``: documents a ``/search`` with ``rerank`` reads with the reranker
+      (422, ``max_rerank_depth``);
     * inputs longer than the model's ``max_length`` tokens are cut when the request's ``truncate``
       is true (default ``auto_truncate``), refused otherwise (413, ``max_tokens``).
 
@@ -38,7 +40,9 @@ class Settings:
     and ``batch_inputs`` texts (default: four of the encoder's forward passes; the encoder sorts the
     batch's texts by length and splits it into passes, see :mod:`koe5.serve.batcher`); the worker
     waits up to ``batch_wait_ms`` after the oldest queued request for others to join.
-    ``batching=False`` encodes each request alone.
+    ``batching=False`` encodes each request alone. The reranker's worker batches the same way, its
+    pairs counted against the same two limits (default: four of the reranker's forward passes,
+    :mod:`koe5.serve.rerank_batcher`). ``max_queue`` holds for each worker.
 
     ``allow_dimensions``: accept ``dimensions`` below the model's (truncate and renormalise) for
     any model; otherwise only for models the registry lists with ``matryoshka_dims``.
@@ -57,6 +61,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     max_queue: int = 256
     max_k: int = 100
+    max_rerank_depth: int = 1000
     auto_truncate: bool = True
     batching: bool = True
     batch_wait_ms: float = 2.0

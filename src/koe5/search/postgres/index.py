@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from koe5.errors import InputError
-from koe5.search import building, ranking
+from koe5.rerank import Reranker
+from koe5.search import building, ranking, reranking
 from koe5.search.chunking import Chunker
 from koe5.search.dense import ANN_THRESHOLD, HNSWParams, choose_kind
 from koe5.search.documents import Document
@@ -37,7 +38,14 @@ from koe5.search.korean import KiwiAnalyzer
 from koe5.search.location import redact
 from koe5.search.postgres import writing
 from koe5.search.postgres.database import Database
-from koe5.search.postgres.queries import bm25_rows, chunk_records, dense_rows, filter_sql, unknown_keys
+from koe5.search.postgres.queries import (
+    bm25_rows,
+    chunk_records,
+    dense_rows,
+    filter_sql,
+    idf_total,
+    unknown_keys,
+)
 from koe5.search.ranking import Hit
 
 #: Documents written per transaction of a build (its resume unit), as a folder's segment.
@@ -54,6 +62,7 @@ class PgIndex:
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
         self.last_report: dict[str, Any] = {}
+        self.rerankers = reranking.Rerankers()  # those search was given by name, loaded once
         try:
             with db.reading() as conn:
                 self.settings = db.read(conn)["manifest"]
@@ -86,17 +95,7 @@ class PgIndex:
     def encoder(self):
         with self._encoder_lock:
             if self._encoder is None:
-                from koe5.encoder import load
-
-                model = self.settings["model"]
-                enc = load(
-                    model["source"],
-                    backend=model.get("backend", "torch"),
-                    query_prefix=model["query_prefix"],
-                    passage_prefix=model["passage_prefix"],
-                )
-                building.check_model(self.location, self.settings, enc)
-                self._encoder = enc
+                self._encoder = building.load_encoder(self.location, self.settings)
             return self._encoder
 
     def __len__(self) -> int:
@@ -254,10 +253,15 @@ class PgIndex:
         *,
         fusion: Fusion | None = None,
         query_vector: np.ndarray | None = None,
+        rerank: Reranker | str | None = None,
+        rerank_depth: int = reranking.DEFAULT_DEPTH,
     ) -> list[Hit]:
         """:meth:`Index.search <koe5.search.Index.search>` on the database: the same arguments,
-        candidates and fusion; every query of one search reads one snapshot of the index."""
+        candidates, fusion and reranking; every query of one first stage reads one snapshot of the index."""
         ranking.check_request(query, k, mode)
+        if rerank is not None:
+            first = {"mode": mode, "filters": filters, "fusion": fusion, "query_vector": query_vector}
+            return reranking.reranked_search(self, query, k, rerank, rerank_depth, **first)
         where = filter_sql(filters)
         fusion = fusion or Fusion(**self.settings["fusion"])
         depth = max(k, fusion.depth) if mode == "hybrid" else k
@@ -276,12 +280,15 @@ class PgIndex:
                 dense = ranking.candidates(
                     lambda want: _columns(dense_rows(conn, schema, vector, want, where, ef)), depth
                 )
+            idf = 0.0
             if terms:
                 stats = {**state, **self.settings["bm25"]}
                 sparse = ranking.candidates(
                     lambda want: _columns(bm25_rows(conn, schema, terms, want, where, stats)), depth
                 )
-            ranked = ranking.rank(mode, dense, sparse, fusion)[:k]
+                if mode == "hybrid" and fusion.adaptive is not None:
+                    idf = idf_total(conn, schema, terms, state["chunks"])
+            ranked = ranking.rank(mode, dense, sparse, fusion, idf)[:k]
             records = chunk_records(conn, schema, [row for _, _, row in ranked])
         return [Hit.of_chunk(records[row], score) for _, score, row in ranked]
 

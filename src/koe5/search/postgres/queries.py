@@ -71,8 +71,10 @@ def bm25_rows(conn, schema: str, terms: list[str], want: int, where: tuple[str, 
         "WITH q AS (SELECT term, count(*)::float8 AS qtf FROM unnest(%s::text[]) AS term GROUP BY term), "
         f"df AS (SELECT p.term, count(*)::float8 AS df FROM {schema}.postings p JOIN q USING (term) "
         "GROUP BY p.term), "
+        # rounded to float4 as bm25s's scores are: two chunks of equal score then tie exactly and
+        # fall back to row order, where the double sums could differ in their last bit
         "s AS (SELECT p.row, sum(q.qtf * ln(1 + (%s - df.df + 0.5) / (df.df + 0.5)) * p.tf "
-        "/ (p.tf + %s * (1 - %s + %s * p.terms / %s))) AS score "
+        "/ (p.tf + %s * (1 - %s + %s * p.terms / %s)))::float4 AS score "
         f"FROM {schema}.postings p JOIN q USING (term) JOIN df USING (term) GROUP BY p.row) "
     )
     head = [terms, n, k1, b, b, avg]
@@ -88,6 +90,19 @@ def bm25_rows(conn, schema: str, terms: list[str], want: int, where: tuple[str, 
         "ORDER BY s.score DESC, s.row LIMIT %s"
     )
     return conn.execute(sql, [*head, *params, want]).fetchall()
+
+
+def idf_total(conn, schema: str, terms: list[str], chunks: int) -> float:
+    """The IDF sum of the query's distinct terms that some chunk has, as
+    :meth:`KoreanBM25.idf_total <koe5.search.bm25.KoreanBM25.idf_total>` computes it."""
+    if not terms or not chunks:
+        return 0.0
+    found = conn.execute(
+        "SELECT coalesce(sum(ln(1 + (%s - df + 0.5) / (df + 0.5))), 0) FROM (SELECT count(*)::float8 "
+        f"AS df FROM {schema}.postings WHERE term = ANY(%s::text[]) GROUP BY term) d",
+        [float(chunks), sorted(set(terms))],
+    ).fetchone()
+    return float(found[0])
 
 
 def chunk_records(conn, schema: str, rows: list[int]) -> dict[int, dict[str, Any]]:

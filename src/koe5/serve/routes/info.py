@@ -2,7 +2,8 @@
 
 ``/health`` answers 503 (``draining``) once shutdown has begun, so that a load balancer stops
 sending; ``/v1/models`` is OpenAI's model list and ``/info`` text-embeddings-inference's model card
-(with koe5's extensions); ``/metrics`` is Prometheus text (:mod:`koe5.serve.metrics`).
+(with koe5's extensions, the reranker among them); ``/metrics`` is Prometheus text
+(:mod:`koe5.serve.metrics`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ async def health(state: State) -> Response:
         "backend": encoder.backend,
         "index": info,
         "queue": batcher.pending,
+        "reranker": None if state.reranker is None else state.reranker.name,
     }
     return json_response(body, status=503 if batcher.closing else 200)
 
@@ -99,6 +101,7 @@ async def info(state: State) -> Response:
         "dim": int(encoder.dim),
         "mkl_shim": _native_status("mkl"),
         "attention_kernel": _native_status("attention"),
+        "reranker": _reranker_card(state.reranker),
     }
     return json_response(body)
 
@@ -116,6 +119,18 @@ async def info(state: State) -> Response:
 async def prometheus(state: State) -> Response:
     content, content_type = state.metrics.render()
     return Response(content, media_type=content_type)
+
+
+def _reranker_card(reranker) -> dict | None:
+    """The served reranker as ``/info`` describes it (``None`` without one)."""
+    if reranker is None:
+        return None
+    return {
+        "name": reranker.name,
+        "max_length": int(reranker.max_length),
+        "activation": reranker.activation,
+        "device": str(reranker.device),
+    }
 
 
 def _native_status(module: str) -> str | None:

@@ -1,7 +1,9 @@
 """``POST /search``: the server's index (``koe5 serve --index FOLDER``), answered as ``koe5 search --json``.
 
 The query is embedded in the batches with the other requests (dense and hybrid modes); the search
-itself runs on the state's search thread, off the event loop.
+itself runs on the state's search thread, off the event loop. With ``rerank`` the index gives
+``rerank_depth`` documents and the reranker's worker reorders them (:mod:`koe5.serve.reranking`); the
+answer then carries ``X-Koe5-Truncated``, how many of them were cut to the reranker's length.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from koe5.errors import DatabaseError, InputError
-from koe5.serve.checks import check_filters, check_length, check_unicode, encode
+from koe5.serve.checks import check_filters, check_query, encode
 from koe5.serve.errors import ApiError
+from koe5.serve.reranking import check_depth, require_reranker, rerank_hits
 from koe5.serve.responses import error_docs, json_response
 from koe5.serve.schemas import ErrorBody, SearchRequest, SearchResponse
 from koe5.serve.state import State
@@ -34,21 +37,25 @@ router = APIRouter()
 )
 async def search(request: SearchRequest, state: State) -> Response:
     """The ``k`` best documents for ``query`` in the index, each with its best chunk, as
-    ``koe5 search --json`` prints them. Dense and hybrid queries are embedded in the batches."""
+    ``koe5 search --json`` prints them. Dense and hybrid queries are embedded in the batches.
+
+    With ``rerank``, the reranker orders the index's ``rerank_depth`` best and the ``k`` best of
+    them are returned: ``score`` is the reranker's, ``retrieval_score`` the index's."""
     index, settings = state.index, state.settings
     if index is None:
         raise ApiError(404, "no_index", "this server has no index; start it with koe5 serve --index FOLDER")
-    if not request.query.strip():
-        raise ApiError(422, "empty_input", "query is empty", param="query")
-    check_length(request.query, "query", "query", settings)
-    check_unicode(request.query, "query", "query")
+    check_query(request.query, settings)
     check_filters(request.filters)
     if request.k > settings.max_k:
         raise ApiError(422, "max_k", f"k is {request.k}; at most {settings.max_k} (max_k)", param="k")
+    if request.rerank:
+        require_reranker(state)
+    depth = check_depth(request.k, request.rerank, request.rerank_depth, settings)
     vector = None
     if request.mode != "bm25":
         vector = (await encode(state, [request.query], "query", True, "query")).vectors[0]
-    run = partial(index.search, request.query, request.k, request.mode, request.filters, query_vector=vector)
+    # the index's own search, reranked below: the server needs nothing of the index but `search`
+    run = partial(index.search, request.query, depth, request.mode, request.filters, query_vector=vector)
     try:
         # without a lifespan (a bare app in a test) search_pool is None: asyncio's default executor
         hits = await asyncio.get_running_loop().run_in_executor(state.search_pool, run)
@@ -56,8 +63,11 @@ async def search(request: SearchRequest, state: State) -> Response:
         raise ApiError(422, "invalid_request", str(exc)) from None
     except DatabaseError as exc:  # the index's database is down or refusing: try again later
         raise ApiError(503, "index_unavailable", str(exc), headers={"Retry-After": "5"}) from None
-    body = {"query": request.query, "mode": request.mode, "k": request.k, "hits": [h.to_dict() for h in hits]}
-    return json_response(body)
+    rows, truncated = [h.to_dict() for h in hits], None
+    if request.rerank:
+        rows, truncated = await rerank_hits(state, request.query, rows, request.k)
+    body = {"query": request.query, "mode": request.mode, "k": request.k, "hits": rows}
+    return json_response(body, truncated=truncated)
 
 
 def warm_up(index) -> None:

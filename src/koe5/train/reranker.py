@@ -1,0 +1,373 @@
+"""``koe5 train-reranker``: koe5's own Korean cross-encoder, from the default model and the training material.
+
+No Korean reranker can be downloaded where koe5 must work offline, so koe5 makes one: the default
+embedding model's encoder with a one-logit head (sentence-transformers' ``CrossEncoder``), trained on
+(query, positive) pairs of the Korean training material (:mod:`koe5.train.sources`) with hard negatives
+mined by Korean BM25 (:mod:`koe5.train.mine`, with its false-negative guard). The dev split
+(:mod:`koe5.train.devsets`) is kept out of the training rows and is what the run evaluates on: each
+dev query's BM25 top 20 reranked, NDCG@10 (sentence-transformers' ``CrossEncoderRerankingEvaluator``).
+The recipe is data (:data:`RECIPES`); a run is reproducible from its seed, writes checkpoints and
+resumes after a kill, and its result is a plain CrossEncoder folder, installed where
+``Reranker.load("default")`` finds it.
+
+Example::
+
+    from koe5.train.reranker import RECIPES, train_reranker
+
+    result = train_reranker(RECIPES["koe5-reranker-small"], "runs/reranker")
+    result.model_path, result.metrics["final"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from koe5.errors import InputError
+from koe5.files import atomic_dir, atomic_write_bytes
+from koe5.train.checkpoints import checkpoint_step, last_checkpoint
+
+log = logging.getLogger("koe5")
+
+LOSSES = ("bce", "lambda")
+
+
+@dataclass(frozen=True)
+class RerankerRecipe:
+    """Everything a reranker run depends on. ``weights``: training source → multiplier (as
+    ``koe5 build-data --weights``); ``queries``: how many training queries (one per group, so that no
+    query's negatives are its own paraphrases' answers); ``negatives`` per query, mined by BM25 between
+    ranks ``range_min`` and ``range_max``; ``loss``: ``bce`` (binary cross-entropy over the positive
+    and each negative, the positive weighted by the number of negatives) or ``lambda`` (LambdaLoss,
+    listwise over the query's list); ``batch_size``: queries per step; ``dev_queries``: the dev split
+    per source (:func:`koe5.train.devsets.dev_tasks`), kept out of training, ``eval_queries`` of it
+    evaluated."""
+
+    name: str
+    base: str = "default"
+    weights: tuple[tuple[str, float], ...] = (
+        ("strategyqa_ko", 1.0),
+        ("welfare_qa", 1.0),
+        ("question_pair", 1.0),
+        ("parakqc", 1.0),
+        ("chatbot", 0.5),
+    )
+    queries: int = 3000
+    negatives: int = 3
+    range_min: int = 2
+    range_max: int = 30
+    loss: str = "bce"
+    max_length: int = 256
+    batch_size: int = 8
+    lr: float = 3e-5
+    epochs: int = 1
+    warmup_ratio: float = 0.1
+    eval_queries: int = 40
+    dev_queries: int = 300
+    save_steps: int = 100
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise InputError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        for name in ("queries", "negatives", "max_length", "batch_size", "epochs", "save_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["weights"] = dict(self.weights)
+        return out
+
+
+#: Named recipes. ``koe5-reranker-small`` fits the 45-minute budget of a 2-core CPU; ``-gpu`` is the
+#: longer run for a GPU.
+RECIPES = {
+    "koe5-reranker-small": RerankerRecipe("koe5-reranker-small"),
+    "koe5-reranker-small-gpu": RerankerRecipe(
+        "koe5-reranker-small-gpu", queries=30000, negatives=7, batch_size=32, max_length=384
+    ),
+}
+
+
+@dataclass
+class RerankerResult:
+    output: Path
+    model_path: Path
+    steps: int
+    metrics: dict[str, Any]
+    resumed_from: Path | None
+    seconds: float
+    peak_rss_mb: float
+
+
+def training_rows(recipe: RerankerRecipe, source_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """The recipe's training rows: ``{"query", "positive", "negatives": [...]}``, one per group outside
+    the dev split, negatives mined by BM25 with the false-negative guard; a pure function of the recipe."""
+    from koe5.train.devsets import dev_groups
+    from koe5.train.mine import mine_hard_negatives
+    from koe5.train.sources import build_rows
+
+    rows, _ = build_rows(source_dir, dict(recipe.weights), seed=recipe.seed)
+    held = dev_groups(source_dir, sources=_dev_sources(recipe), queries=recipe.dev_queries, seed=recipe.seed)
+    rng = random.Random(recipe.seed)
+    seen: set[str] = set()
+    picked = []
+    for row in rows:  # already shuffled by build_rows' seed
+        if row["group"] in held or row["group"] in seen:
+            continue
+        seen.add(row["group"])
+        picked.append({"query": row["query"], "positive": row["positive"], "group": row["group"]})
+        if len(picked) >= recipe.queries:
+            break
+    corpus = sorted({r["positive"] for r in rows if r["group"] not in held})
+    mined, _ = mine_hard_negatives(
+        picked,
+        corpus=corpus,
+        method="bm25",
+        num_negatives=recipe.negatives,
+        range_min=recipe.range_min,
+        range_max=recipe.range_max,
+        output_format="n-tuple",
+        seed=recipe.seed,
+    )
+    out = []
+    for row in mined:
+        negatives = [
+            row[f"hard_negative_{k}"] for k in range(1, recipe.negatives + 1) if f"hard_negative_{k}" in row
+        ]
+        if negatives:
+            out.append({"query": row["query"], "positive": row["document"], "negatives": negatives})
+    rng.shuffle(out)
+    if not out:
+        raise InputError("no training row got a hard negative: is the training material there?")
+    return out
+
+
+def dev_samples(recipe: RerankerRecipe, source_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Reranking samples of the dev split: per dev task of passages ``eval_queries`` queries, each with
+    its relevant texts and BM25's top 20 of the task's corpus (what a reranker gets in a search)."""
+    from koe5.search.bm25 import KoreanBM25
+    from koe5.train.devsets import dev_tasks
+
+    samples = []
+    tasks = dev_tasks(source_dir, sources=_dev_sources(recipe), queries=recipe.dev_queries, seed=recipe.seed)
+    for name, task in tasks.items():
+        if name.endswith("/documents"):  # long texts: minutes per evaluation on a CPU, for little news
+            continue
+        ids = list(task.corpus)
+        bm25 = KoreanBM25().index([task.doc_text(d) for d in ids])
+        queries = list(task.qrels)[: recipe.eval_queries]
+        rows, _ = bm25.search([task.queries[q] for q in queries], 20)
+        for q, found in zip(queries, rows, strict=True):
+            samples.append(
+                {
+                    "query": task.queries[q],
+                    "positive": [task.doc_text(d) for d in task.qrels[q]],
+                    "documents": [task.doc_text(ids[r]) for r in found if r >= 0],
+                }
+            )
+    return samples
+
+
+def _dev_sources(recipe: RerankerRecipe) -> list[str]:
+    """The dev split is drawn from the recipe's own retrieval-shaped sources."""
+    from koe5.train.devsets import DEV_SOURCES
+
+    return [name for name, weight in recipe.weights if weight > 0 and name in DEV_SOURCES]
+
+
+def _dataset(recipe: RerankerRecipe, rows: list[dict[str, Any]]):
+    from datasets import Dataset
+
+    if recipe.loss == "bce":  # a query's pairs stay together: positive first, then its negatives
+        pairs = [
+            (r["query"], text, float(i == 0))
+            for r in rows
+            for i, text in enumerate([r["positive"], *r["negatives"]])
+        ]
+        query, passage, label = zip(*pairs, strict=True)
+        return Dataset.from_dict({"query": list(query), "passage": list(passage), "label": list(label)})
+    return Dataset.from_dict(
+        {
+            "query": [r["query"] for r in rows],
+            "docs": [[r["positive"], *r["negatives"]] for r in rows],
+            "labels": [[1.0] + [0.0] * len(r["negatives"]) for r in rows],
+        }
+    )
+
+
+def _loss(recipe: RerankerRecipe, model):
+    import torch
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, LambdaLoss
+
+    if recipe.loss == "bce":
+        return BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(recipe.negatives)))
+    return LambdaLoss(model, mini_batch_size=recipe.batch_size)
+
+
+def _base_model(recipe: RerankerRecipe):
+    from sentence_transformers import CrossEncoder
+    from transformers.utils import logging as hf_logging
+
+    from koe5.registry import resolve
+
+    hf_logging.disable_progress_bar()
+    _, location = resolve(recipe.base)
+    # the encoder's weights, a new one-logit head (its initialisation follows the seed)
+    model = CrossEncoder(str(location), num_labels=1, max_length=recipe.max_length)
+    _initialise_empty_pooler(model.model)
+    return model
+
+
+def _initialise_empty_pooler(model) -> None:
+    """An embedding model folder has no trained pooler (E5 pools by mean): koe5's converted default
+    stores it as zeros, which would make every pair's input to the head the same constant and keep
+    the encoder from learning until the pooler grows. Initialise it as BERT initialises a new layer."""
+    import torch
+
+    pooler = getattr(getattr(model, "bert", None), "pooler", None)
+    if pooler is None or bool(pooler.dense.weight.detach().abs().sum()):
+        return
+    with torch.no_grad():
+        torch.nn.init.normal_(pooler.dense.weight, std=model.config.initializer_range)
+        torch.nn.init.zeros_(pooler.dense.bias)
+
+
+def train_reranker(
+    recipe: RerankerRecipe,
+    output: str | Path,
+    *,
+    source_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    install: bool = False,
+    max_steps: int = -1,
+    callbacks: tuple[Any, ...] = (),
+    show_progress: bool = False,
+) -> RerankerResult:
+    """Train ``recipe`` into ``output`` (``data.jsonl``, ``checkpoints/``, ``log.jsonl``, ``model/``,
+    ``eval.json``); ``resume`` continues from the last complete checkpoint with the same recipe;
+    ``install`` copies the final model to where ``Reranker.load("default")`` reads it."""
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+    from transformers import set_seed
+
+    from koe5.train.callbacks import JsonlLog
+
+    started = time.perf_counter()
+    out = Path(output).expanduser()
+    checkpoint = _prepare(out, recipe, resume=resume, overwrite=overwrite)
+    rows = _rows(out, recipe, source_dir)
+    set_seed(recipe.seed)
+    model = _base_model(recipe)
+    evaluator = CrossEncoderRerankingEvaluator(
+        dev_samples(recipe, source_dir), at_k=10, name="dev", batch_size=32, write_csv=False
+    )
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=recipe.batch_size * (1 + recipe.negatives if recipe.loss == "bce" else 1),
+        learning_rate=recipe.lr,
+        num_train_epochs=recipe.epochs,
+        max_steps=max_steps,
+        warmup_ratio=recipe.warmup_ratio,
+        seed=recipe.seed,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps",
+        eval_steps=recipe.save_steps,
+        logging_steps=10,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to="none",
+        disable_tqdm=not show_progress,
+    )
+    jsonl = JsonlLog(out / "log.jsonl", resume_step=checkpoint_step(checkpoint) if checkpoint else None)
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(recipe, rows),
+        loss=_loss(recipe, model),
+        evaluator=evaluator,
+        callbacks=[jsonl, *callbacks],
+    )
+    metrics: dict[str, Any] = {}
+    if checkpoint is None:
+        metrics["base"] = _dev_metrics(evaluator(model))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics["final"] = _dev_metrics(evaluator(trainer.model))
+    model_path = out / "model"
+    with atomic_dir(model_path, replace=True) as tmp:
+        trainer.model.save(str(tmp))
+    if install:
+        _install(model_path)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary = {
+        "recipe": recipe.to_dict(),
+        "rows": len(rows),
+        "steps": trainer.state.global_step,
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(peak),
+        **metrics,
+    }
+    atomic_write_bytes(out / "eval.json", json.dumps(summary, indent=2, ensure_ascii=False).encode("utf-8"))
+    return RerankerResult(out, model_path, trainer.state.global_step, metrics, checkpoint, seconds, peak)
+
+
+def _dev_metrics(result: dict[str, float]) -> dict[str, float]:
+    return {k.replace("dev_", ""): round(float(v), 5) for k, v in result.items()}
+
+
+def _prepare(out: Path, recipe: RerankerRecipe, *, resume: bool, overwrite: bool) -> Path | None:
+    """Check the run folder against the recipe; the checkpoint to resume from (``None``: fresh)."""
+    recorded = out / "recipe.json"
+    if resume:
+        if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) != recipe.to_dict():
+            raise InputError(f"--resume: {out} was started with another recipe ({recorded}); resume with it")
+        checkpoint = last_checkpoint(out / "checkpoints")
+        if checkpoint is None:
+            log.warning(
+                "koe5: --resume: no complete checkpoint in %s; starting from step 0", out / "checkpoints"
+            )
+        return checkpoint
+    leftovers = [p for p in (out / "checkpoints", out / "model", out / "log.jsonl") if p.exists()]
+    if leftovers and not overwrite:
+        names = ", ".join(p.name for p in leftovers)
+        raise InputError(f"{out} holds an earlier run ({names}): pass --resume to continue it or --overwrite")
+    for path in leftovers:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(recorded, json.dumps(recipe.to_dict(), indent=2, ensure_ascii=False).encode("utf-8"))
+    return None
+
+
+def _rows(out: Path, recipe: RerankerRecipe, source_dir) -> list[dict[str, Any]]:
+    """The training rows, built once per run folder (mining is the slow part of a restart)."""
+    path = out / "data.jsonl"
+    if path.is_file():
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rows = training_rows(recipe, source_dir)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return rows
+
+
+def _install(model_path: Path) -> Path:
+    from koe5.rerank import default_reranker_dir
+
+    target = default_reranker_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(target, replace=True) as tmp:
+        shutil.copytree(model_path, tmp, dirs_exist_ok=True)
+    log.info("koe5: installed the reranker at %s (Reranker.load('default'))", target)
+    return target

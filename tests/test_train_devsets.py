@@ -1,0 +1,57 @@
+"""Dev tasks from the training material: held-out groups, their positives relevant, no evaluation text."""
+
+from __future__ import annotations
+
+import pytest
+
+from koe5.errors import InputError
+from koe5.train.devsets import dev_groups, dev_tasks
+
+
+def test_each_source_becomes_a_task_with_its_groups_positives_relevant(source_dir, eval_query):
+    tasks = dev_tasks(source_dir)
+    assert set(tasks) == {
+        "strategyqa_ko", "strategyqa_ko/documents", "welfare_qa", "welfare_qa/documents",
+        "chatbot", "question_pair", "parakqc",
+    }  # fmt: skip
+    welfare = tasks["welfare_qa"]
+    texts = {welfare.queries[q]: {welfare.corpus[d]["text"] for d in welfare.qrels[q]} for q in welfare.qrels}
+    # the 긴급복지 programme: whichever paraphrase asks, both of its answers are relevant
+    asked = next(q for q in texts if "긴급" in q)
+    assert texts[asked] == {"위기 가구가 받습니다.", "위기에 처한 가구입니다."}
+    every_text = {*welfare.queries.values(), *(d["text"] for d in welfare.corpus.values())}
+    assert eval_query not in every_text and "보건소에 문의하세요." not in every_text
+    # paraphrase sets: the query never finds itself
+    para = tasks["parakqc"]
+    for q, docs in para.qrels.items():
+        assert para.queries[q] not in {para.corpus[d]["text"] for d in para.corpus}
+        assert len(docs) == 5  # the set's rows pair members 0-1, 2-3, …: five positives
+
+
+def test_document_tasks_join_a_groups_positives(source_dir):
+    docs = dev_tasks(source_dir)["welfare_qa/documents"]
+    (q,) = [q for q, text in docs.queries.items() if "긴급" in text]
+    (d,) = docs.qrels[q]
+    assert docs.corpus[d]["text"] == "위기 가구가 받습니다.\n위기에 처한 가구입니다."
+    assert len(docs.corpus) == 2  # one document per programme (보건 is an evaluation text)
+
+
+def test_the_split_is_a_function_of_the_seed(source_dir):
+    one = dev_tasks(source_dir, queries=1, seed=7)
+    assert one == dev_tasks(source_dir, queries=1, seed=7)
+    assert all(len(t.queries) == 1 for t in one.values())
+    held = dev_groups(source_dir, queries=1, seed=7)
+    assert len(held) == 5 and all(
+        g.split(":")[0] in {"strategyqa_ko", "welfare_qa", "chatbot", "question_pair", "parakqc"}
+        for g in held
+    )
+    welfare = one["welfare_qa/documents"]
+    (group,) = [g for g in held if g.startswith("welfare_qa:")]
+    joined = {"welfare_qa:긴급복지": "위기 가구", "welfare_qa:아동수당": "월 10만"}[group]
+    (q,) = welfare.qrels
+    assert joined in welfare.corpus[next(iter(welfare.qrels[q]))]["text"]
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(InputError, match="no training-data folder"):
+        dev_tasks(tmp_path / "nowhere")
