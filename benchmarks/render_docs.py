@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = ("README.md", "docs/performance.md", "docs/postgres.md", "docs/search.md")
+PAGES = ("README.md", "docs/performance.md", "docs/postgres.md", "docs/search.md", "docs/rerank.md")
 BLOCK = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- /results -->)", re.DOTALL)
 INPUTS = (("query", "queries"), ("short passage", "short passages"), ("passage", "long passages"))
 TASKS = ("AutoRAGRetrieval", "BelebeleRetrieval", "PublicHealthQA", "SQuADKorV1Retrieval")
@@ -500,6 +500,91 @@ def postgres_equality(name: str) -> str:
     return out + table(head, body)
 
 
+def rerank_training(name: str) -> str:
+    """koe5 train-reranker's recipe with each loss: time, memory, dev NDCG@10."""
+    r = load(name)
+    m = r["machine"]
+    out = about(
+        f"`koe5 train-reranker` (recipe {r['recipe']}) with each loss; dev NDCG@10 of reranking each dev "
+        "query's BM25 top 20 (BM25's own order: the first row)",
+        f"{m['cpu']}, {m['cores']} cores",
+        m.get("fp32 GEMM (GFLOP/s)"),
+        name,
+        "koe5 train-reranker",
+    )
+    first = next(iter(r["runs"].values()))
+    body = [["BM25's order (no reranker)", "", "", "", "", f"{first['dev ndcg@10 of BM25 order']:.4f}"]]
+    for loss, run in r["runs"].items():
+        row = [
+            f"--loss {loss}" + (" (chosen)" if loss == r["chosen"] else ""),
+            f"{run['training queries']:,}",
+            str(run["steps"]),
+            f"{run['wall (min)']:.1f}",
+            f"{run['peak memory (GB)']:.1f}",
+            f"{run['dev ndcg@10']:.4f}",
+        ]
+        body.append(bold(row) if loss == r["chosen"] else row)
+    head = ["run", "training queries", "steps", "wall time (min)", "peak memory (GB)", "dev NDCG@10"]
+    return out + table(head, body)
+
+
+def rerank_speed(name: str) -> str:
+    """Reranking 50 candidates of one query: koe5 against plain CrossEncoder.predict, and a whole search."""
+    r = load(name)
+    m = r["machine"]
+    out = about(
+        "Reranking 50 candidates of ~300 tokens for one query: pairs/s, × plain sentence-transformers, "
+        "share of the fp32 GEMM roofline",
+        f"{m['cpu']}, {m['cores']} cores",
+        m["fp32 GEMM (GFLOP/s)"],
+        name,
+        "benchmarks/rerank_speed.py",
+    )
+    body = []
+    for model, row in r.items():
+        if model in ("machine", "search with reranking"):
+            continue
+        for runner, figures in row.items():
+            if isinstance(figures, dict):
+                body.append([model, runner, f"{figures['pairs/s']:.1f}", times(figures["x baseline"]),
+                             f"{figures['roofline share']:.0%}"])  # fmt: skip
+    out += table(["model", "runner", "pairs/s", "× baseline", "roofline"], body)
+    s = r.get("search with reranking")
+    if s:
+        rows = [
+            [label, f"{v['p50 (ms)']:.0f}", f"{v['p99 (ms)']:.0f}"]
+            for label, v in s.items()
+            if label != "queries"
+        ]
+        out += (
+            f"\nA whole search, one at a time ({s['queries']} AutoRAG questions, the query embedded too):\n\n"
+        )
+        out += table(["search", "p50 (ms)", "p99 (ms)"], rows)
+    return out
+
+
+def rerank_quality(name: str) -> str:
+    """NDCG@10 of the first stages alone and reranked, per bundled task."""
+    r = load(name)
+    rows = r["ndcg_at_10"]
+    tasks = list(rows)
+    labels = [k for k in next(iter(rows.values())) if k != "queries"]
+    out = about(
+        f"NDCG@10 with koe5's reranker ({r['reranker']}, {r['max_length']} tokens); queries per task: "
+        f"{r['queries per task']} (a seeded sample where a task has more; every row on the same queries)",
+        "any (retrieval quality does not depend on the machine)",
+        None,
+        name,
+        "benchmarks/rerank_quality.py",
+    )
+    body = []
+    for label in labels:
+        scores = [rows[t][label] for t in tasks]
+        body.append([label, *(f"{v:.4f}" for v in scores), f"{sum(scores) / len(scores):.4f}"])
+    heads = [t.replace("Retrieval", "") + f" ({rows[t]['queries']} q)" for t in tasks]
+    return out + table(["ranking", *heads, "average"], body)
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
     "cpu_speed.json": cpu_speed,
     "cpu_speed_previous_run.json": cpu_speed,
@@ -515,6 +600,9 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "finetune_korean.json": finetune,
     "postgres_store.json": postgres_store,
     "postgres_equality.json": postgres_equality,
+    "rerank_training.json": rerank_training,
+    "rerank_speed.json": rerank_speed,
+    "rerank_quality.json": rerank_quality,
     "hybrid_fusion.json#dev": hybrid_fusion,
     "hybrid_fusion.json#bundled": hybrid_fusion,
     "finetune_korean.json#dev": finetune_dev,

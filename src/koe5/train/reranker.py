@@ -257,8 +257,7 @@ def train_reranker(
     """Train ``recipe`` into ``output`` (``data.jsonl``, ``checkpoints/``, ``log.jsonl``, ``model/``,
     ``eval.json``); ``resume`` continues from the last complete checkpoint with the same recipe;
     ``install`` copies the final model to where ``Reranker.load("default")`` reads it."""
-    import torch
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
     from transformers import set_seed
 
@@ -273,24 +272,7 @@ def train_reranker(
     evaluator = CrossEncoderRerankingEvaluator(
         dev_samples(recipe, source_dir), at_k=10, name="dev", batch_size=32, write_csv=False
     )
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=recipe.batch_size * (1 + recipe.negatives if recipe.loss == "bce" else 1),
-        learning_rate=recipe.lr,
-        num_train_epochs=recipe.epochs,
-        max_steps=max_steps,
-        warmup_ratio=recipe.warmup_ratio,
-        seed=recipe.seed,
-        save_strategy="steps",
-        save_steps=recipe.save_steps,
-        save_total_limit=2,
-        eval_strategy="steps",
-        eval_steps=recipe.save_steps,
-        logging_steps=10,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        report_to="none",
-        disable_tqdm=not show_progress,
-    )
+    args = _arguments(recipe, out, max_steps, show_progress)
     jsonl = JsonlLog(out / "log.jsonl", resume_step=checkpoint_step(checkpoint) if checkpoint else None)
     trainer = CrossEncoderTrainer(
         model=model,
@@ -300,6 +282,12 @@ def train_reranker(
         evaluator=evaluator,
         callbacks=[jsonl, *callbacks],
     )
+    if not show_progress:  # log.jsonl has every record; stdout stays the command's result (--json)
+        import datasets
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        datasets.disable_progress_bars()
     metrics: dict[str, Any] = {}
     if checkpoint is None:
         metrics["base"] = _dev_metrics(evaluator(model))
@@ -322,6 +310,31 @@ def train_reranker(
     }
     atomic_write_bytes(out / "eval.json", json.dumps(summary, indent=2, ensure_ascii=False).encode("utf-8"))
     return RerankerResult(out, model_path, trainer.state.global_step, metrics, checkpoint, seconds, peak)
+
+
+def _arguments(recipe: RerankerRecipe, out: Path, max_steps: int, show_progress: bool):
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    pairs_per_query = 1 + recipe.negatives if recipe.loss == "bce" else 1  # bce: one row per pair
+    return CrossEncoderTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=recipe.batch_size * pairs_per_query,
+        learning_rate=recipe.lr,
+        num_train_epochs=recipe.epochs,
+        max_steps=max_steps,
+        warmup_ratio=recipe.warmup_ratio,
+        seed=recipe.seed,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps",
+        eval_steps=recipe.save_steps,
+        logging_steps=10,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        report_to="none",
+        disable_tqdm=not show_progress,
+    )
 
 
 def _dev_metrics(result: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,143 @@
+"""What reranking adds: NDCG@10 of hybrid and dense, alone and reranked, on koe5's bundled suite.
+
+For each bundled task the first stages rank every query (documents whole, as ``koe5 bench`` ranks them;
+dense vectors through the embedding cache): hybrid (koe5's default fusion) to depth 100, dense to depth
+50. The reranker then scores each query's candidates once (the union of both lists), and the rankings
+are read from those scores: hybrid + rerank at depths 20, 50 and 100 (the first stage's top ``depth``
+reordered), dense + rerank at depth 50. Pair scores are kept per task in ``--cache`` (one ``.npz`` per
+task and reranker), so an interrupted run resumes at the task it was scoring.
+
+Scoring every pair of the suite costs hours on a CPU (SQuAD-Kor has 5,774 questions): ``--queries N``
+takes a seeded sample of N queries per task (all of a task with fewer); the first stages are scored
+on the same sample, so every row compares like with like.
+
+    .venv/bin/python benchmarks/rerank_quality.py --queries 100 --out benchmarks/results/rerank_quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from koe5.embcache import EmbeddingCache
+from koe5.evaluation import BM25Retriever, DenseRetriever
+from koe5.evaluation.metrics import evaluate_run
+from koe5.evaluation.retrievers import HybridRetriever
+from koe5.tasks import BUNDLED, get_task
+from koe5.tasks.data import assemble
+
+HYBRID_DEPTHS = (20, 50, 100)
+DENSE_DEPTH = 50
+
+
+def sample(data, n: int | None, seed: int):
+    if not n or n >= len(data.queries):
+        return data
+    keep = sorted(random.Random(seed).sample(sorted(data.queries), n))
+    qrels = [(q, d, g) for q in keep for d, g in data.qrels[q].items()]
+    return assemble(data.corpus, {q: data.queries[q] for q in keep}, qrels, origin="sample",
+                    doc_join=data.doc_join)  # fmt: skip
+
+
+def ndcg10(qrels, run) -> float:
+    return evaluate_run(qrels, {q: run.get(q, {}) for q in qrels}, ks=(10,))["ndcg_at_10"]
+
+
+def top(run_q: dict, depth: int) -> list[str]:
+    return sorted(run_q, key=run_q.__getitem__, reverse=True)[:depth]
+
+
+def reranked(scores: dict, run: dict, depth: int) -> dict:
+    """The first stage's top ``depth`` of each query, scored by the reranker."""
+    return {q: {d: scores[q][d] for d in top(run.get(q, {}), depth)} for q in scores}
+
+
+def pair_scores(reranker, data, candidates: dict[str, list[str]], path: Path) -> dict[str, dict[str, float]]:
+    """The reranker's score of every (query, candidate), read from ``path`` when a run wrote it."""
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as saved:
+            keys, values = saved["keys"], saved["scores"]
+        out: dict[str, dict[str, float]] = {}
+        for (q, d), s in zip(keys.tolist(), values.tolist(), strict=True):
+            out.setdefault(q, {})[d] = s
+        return out
+    out = {}
+    started = time.perf_counter()
+    for i, (q, docs) in enumerate(candidates.items(), 1):
+        texts = [data.doc_text(d) for d in docs]
+        out[q] = dict(zip(docs, reranker.score(data.queries[q], texts).tolist(), strict=True))
+        if i % 20 == 0:
+            print(f"#   {i}/{len(candidates)} queries, {time.perf_counter() - started:.0f} s", flush=True)
+    keys = np.array([(q, d) for q, found in out.items() for d in found], dtype=str)
+    scores = np.array([s for found in out.values() for s in found.values()], dtype=np.float64)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, keys=keys, scores=scores)
+    tmp.replace(path)  # a killed run leaves no half-written scores
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reranker", default="default")
+    parser.add_argument("--max-length", type=int, default=None, help="the reranker's (default: its own)")
+    parser.add_argument("--tasks", default=",".join(BUNDLED))
+    parser.add_argument("--queries", type=int, default=None, help="a seeded sample of queries per task")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/.rerank_cache"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import koe5
+    from koe5.rerank import Reranker
+
+    reranker = Reranker.load(args.reranker, max_length=args.max_length)
+    dense = DenseRetriever(koe5.load("default"), cache=EmbeddingCache())
+    hybrid = HybridRetriever(dense, BM25Retriever())
+    args.cache.mkdir(parents=True, exist_ok=True)
+    tag = f"{reranker.name.replace('/', '_')}-{reranker.max_length}-{args.queries}-{args.seed}"
+    rows: dict[str, dict[str, float]] = {}
+    for name in (t.strip() for t in args.tasks.split(",") if t.strip()):
+        data = sample(get_task(name).load(), args.queries, args.seed)
+        hybrid_run = hybrid.rank(data, min(max(HYBRID_DEPTHS), len(data.corpus)))
+        dense_run = dense.rank(data, min(DENSE_DEPTH, len(data.corpus)))
+        candidates = {}
+        for q in data.queries:
+            both = top(hybrid_run.get(q, {}), max(HYBRID_DEPTHS)) + top(dense_run.get(q, {}), DENSE_DEPTH)
+            candidates[q] = list(dict.fromkeys(both))
+        print(
+            f"# {name}: {len(data.queries)} queries, {sum(map(len, candidates.values()))} pairs", flush=True
+        )
+        scores = pair_scores(reranker, data, candidates, args.cache / f"{name}-{tag}.npz")
+
+        row = {
+            "queries": len(data.queries),
+            "hybrid": ndcg10(data.qrels, hybrid_run),
+            "dense": ndcg10(data.qrels, dense_run),
+        }
+        for depth in HYBRID_DEPTHS:
+            row[f"hybrid + rerank {depth}"] = ndcg10(data.qrels, reranked(scores, hybrid_run, depth))
+        row[f"dense + rerank {DENSE_DEPTH}"] = ndcg10(data.qrels, reranked(scores, dense_run, DENSE_DEPTH))
+        rows[name] = row
+        print(f"# {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "queries"), flush=True)
+    result = {
+        "reranker": reranker.name,
+        "max_length": reranker.max_length,
+        "queries per task": args.queries or "all",
+        "seed": args.seed,
+        "ndcg_at_10": rows,
+    }
+    text = json.dumps(result, ensure_ascii=False, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
