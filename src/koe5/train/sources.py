@@ -19,6 +19,7 @@ an evaluation task are dropped (:func:`evaluation_texts`).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import random
@@ -295,12 +296,20 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
-def evaluation_texts(tasks: Sequence[str] | None = None) -> set[str]:
+def evaluation_texts(tasks: Sequence[str] | None = None) -> frozenset[str]:
     """Normalised queries and documents of the evaluation tasks (default: koe5's bundled suite)."""
-    from koe5.tasks import BUNDLED, get_task
+    from koe5.tasks import BUNDLED
+
+    return _evaluation_texts(tuple(tasks or BUNDLED))
+
+
+@functools.cache
+def _evaluation_texts(tasks: tuple[str, ...]) -> frozenset[str]:
+    # loading the suite takes seconds; a run asks for it several times (build_rows, the dev split)
+    from koe5.tasks import get_task
 
     texts: set[str] = set()
-    for name in tasks or BUNDLED:
+    for name in tasks:
         task = get_task(name)
         for split in task.splits:
             data = task.load(split)
@@ -309,7 +318,7 @@ def evaluation_texts(tasks: Sequence[str] | None = None) -> set[str]:
                 texts.add(normalize(data.doc_text(doc)))
                 texts.add(normalize(doc.get("text", "")))
     texts.discard("")
-    return texts
+    return frozenset(texts)
 
 
 # --- the mix ------------------------------------------------------------------------------------
