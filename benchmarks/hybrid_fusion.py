@@ -30,8 +30,9 @@ import time
 from koe5.embcache import EmbeddingCache
 from koe5.evaluation import BM25Retriever, DenseRetriever
 from koe5.evaluation.metrics import evaluate_run
+from koe5.evaluation.retrievers import fuse_runs
 from koe5.search import Fusion
-from koe5.search.hybrid import DEFAULT_FUSION, coverage
+from koe5.search.hybrid import DEFAULT_FUSION
 from koe5.tasks import BUNDLED, get_task
 from koe5.train.devsets import dev_tasks
 
@@ -59,12 +60,7 @@ def score_task(data, dense: DenseRetriever, candidates: list[Fusion]) -> dict[st
     idf = bm25.idf_totals(data)
     out = {"dense": ndcg10(data.qrels, dense_run), "bm25": ndcg10(data.qrels, bm25_run)}
     for f in candidates:
-        fused = {}
-        for q in data.queries:
-            found = bm25_run.get(q, {})
-            cover = coverage(max(found.values()) if found else None, idf[q])
-            fused[q] = dict(list(f.fuse(dense_run[q], found, coverage=cover).items())[:10])
-        out[f.label] = ndcg10(data.qrels, fused)
+        out[f.label] = ndcg10(data.qrels, fuse_runs(f, data.queries, dense_run, bm25_run, idf, 10))
     return out
 
 

@@ -23,7 +23,7 @@ Example::
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -164,13 +164,21 @@ class HybridRetriever:
         sparse = self.sparse.rank(data, depth)
         # an adaptive fusion needs the BM25 side's IDF sums; a retriever that has none gets the fixed weight
         idf = getattr(self.sparse, "idf_totals", lambda _: {})(data) if self.fusion.adaptive else {}
-        run: Run = {}
-        for qid in data.queries:
-            found = sparse.get(qid, {})
-            best = max(found.values()) if found else None
-            fused = self.fusion.fuse(dense.get(qid, {}), found, coverage=coverage(best, idf.get(qid, 0.0)))
-            run[qid] = dict(list(fused.items())[:top_k])
-        return run
+        return fuse_runs(self.fusion, data.queries, dense, sparse, idf, top_k)
+
+
+def fuse_runs(
+    fusion: Fusion, queries: Iterable[str], dense: Run, sparse: Run, idf: dict[str, float], top_k: int
+) -> Run:
+    """Each query's dense and BM25 rankings fused, ``top_k`` kept; ``idf``: per query the IDF sum of its
+    indexed terms (:meth:`BM25Retriever.idf_totals`), for an adaptive fusion."""
+    run: Run = {}
+    for qid in queries:
+        found = sparse.get(qid, {})
+        best = max(found.values()) if found else None
+        fused = fusion.fuse(dense.get(qid, {}), found, coverage=coverage(best, idf.get(qid, 0.0)))
+        run[qid] = dict(list(fused.items())[:top_k])
+    return run
 
 
 class IndexRetriever:

@@ -149,8 +149,9 @@ class KoreanBM25:
         among ``ids`` that some indexed text has (the fusion's coverage signal)."""
         if self._bm25 is None or ids.size == 0:
             return 0.0
-        df = np.diff(self._bm25.scores["indptr"])[np.unique(ids)]
-        df = df[df > 0].astype(np.float64)
+        indptr, terms = self._bm25.scores["indptr"], np.unique(ids)
+        df = (indptr[terms + 1] - indptr[terms]).astype(np.float64)  # the query's terms only, not all
+        df = df[df > 0]
         return float(np.log1p((len(self) - df + 0.5) / (df + 0.5)).sum())
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -128,6 +129,23 @@ class BuildReport:
     chunks: int = 0
     resumed: int = 0
     skipped: Counter[str] | None = None
+
+    def summary(self, started: float) -> dict[str, Any]:
+        """An index's ``last_report`` after a build that began at ``started`` (``perf_counter``)."""
+        seconds = round(time.perf_counter() - started, 1)
+        return {"documents": self.documents, "chunks": self.chunks, "resumed_documents": self.resumed,
+                "skipped": dict(self.skipped or {}), "seconds": seconds}  # fmt: skip
+
+
+def add_summary(documents: int, replaced: int, chunks: int, skipped, started: float) -> dict[str, Any]:
+    """An index's ``last_report`` after an ``add`` that began at ``started`` (``perf_counter``)."""
+    return {
+        "documents": documents,
+        "replaced": replaced,
+        "chunks": chunks,
+        "skipped": dict(skipped),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def write_batches(target, documents, segment_docs: int, show_progress: bool) -> BuildReport:

@@ -181,13 +181,7 @@ class Index:
             documents, folder, settings, writer, show_progress=show_progress, **how
         )
         index = cls(folder, encoder)
-        index.last_report = {
-            "documents": report.documents,
-            "chunks": report.chunks,
-            "resumed_documents": report.resumed,
-            "skipped": dict(report.skipped),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
+        index.last_report = report.summary(started)
         return index
 
     # --- changing --------------------------------------------------------------------------
@@ -230,13 +224,7 @@ class Index:
             graph_changed = bool(batches) and self._dense.kind == "hnsw"
             graph_changed |= changes.grow_dense(self.manifest, self._dense, len(self._rows.live))
             self._commit(graph_changed)
-        self.last_report = {
-            "documents": len(new_ids),
-            "replaced": len(existing),
-            "chunks": chunks,
-            "skipped": dict(skipped),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
+        self.last_report = building.add_summary(len(new_ids), len(existing), chunks, skipped, started)
         return self.last_report
 
     def delete(self, ids: Iterable[str], *, missing_ok: bool = False) -> int:
@@ -310,7 +298,8 @@ class Index:
         if mode != "dense":
             terms = self._bm25.query_ids(query)
             sparse = ranking.bm25_candidates(self._bm25, terms, allowed, rows, depth)
-            idf_total = self._bm25.idf_total(terms)
+            if mode == "hybrid" and fusion.adaptive is not None:  # only an adaptive fusion reads it
+                idf_total = self._bm25.idf_total(terms)
         ranked = ranking.rank(mode, dense, sparse, fusion, idf_total)
         return [Hit.of_chunk(rows.chunk(row), score) for _, score, row in ranked[:k]]
 

@@ -168,13 +168,7 @@ class PgIndex:
             db.close()
             raise
         index = cls(db, encoder)
-        index.last_report = {
-            "documents": report.documents,
-            "chunks": report.chunks,
-            "resumed_documents": report.resumed,
-            "skipped": dict(report.skipped),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
+        index.last_report = report.summary(started)
         return index
 
     # --- changing --------------------------------------------------------------------------
@@ -208,13 +202,7 @@ class PgIndex:
             state["documents"] += len(new_ids)
             writing.grow_dense(conn, schema, self.settings, state)
             writing.commit_state(conn, schema, state)
-        self.last_report = {
-            "documents": len(new_ids),
-            "replaced": len(existing),
-            "chunks": chunks,
-            "skipped": dict(skipped),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
+        self.last_report = building.add_summary(len(new_ids), len(existing), chunks, skipped, started)
         return self.last_report
 
     def delete(self, ids: Iterable[str], *, missing_ok: bool = False) -> int:
