@@ -26,7 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = ("README.md", "docs/performance.md", "docs/postgres.md", "docs/search.md", "docs/rerank.md")
+PAGES = ("README.md", "docs/performance.md", "docs/postgres.md", "docs/search.md", "docs/rerank.md",
+         "docs/distributed.md")  # fmt: skip
 BLOCK = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- /results -->)", re.DOTALL)
 INPUTS = (("query", "queries"), ("short passage", "short passages"), ("passage", "long passages"))
 TASKS = ("AutoRAGRetrieval", "BelebeleRetrieval", "PublicHealthQA", "SQuADKorV1Retrieval")
@@ -585,6 +586,152 @@ def rerank_quality(name: str) -> str:
     return out + table(["ranking", *heads, "average"], body)
 
 
+def ray_build(name: str) -> str:
+    """An index build in one process against Ray at equal cores, and the 100M-passage GPU estimate."""
+    r = load(name)
+    m = r["machine"]
+    out = about(
+        f"{r['documents']:,} documents ({r['chunks']:,} chunks), {r['model']}, built in one process and on "
+        f"a local Ray {m['ray']} cluster started by the build",
+        f"{m['cpu']}, {m['cores']} cores",
+        f"{m['fp32 GEMM (GFLOP/s)']} GFLOP/s",
+        name,
+        "benchmarks/ray_build.py",
+    )
+    rows = []
+    for b in r["builds"]:
+        same = b.get("same index")
+        check = ""
+        if same is not None:
+            top = same["top-10 identical (of 50 queries)"]
+            check = f"vectors ±{same['largest vector difference']:.1g}; top 10 identical " + ", ".join(
+                f"{k} {v}/50" for k, v in top.items()
+            )
+        speed = [f"{b['seconds']:.1f}", f"{b['documents/s']:.1f}", f"{b['vs one process']:.3f}"]
+        rows.append([b["build"], *speed, check])
+    heads = ["build", "seconds", "documents/s", "× one process", "same index as one process"]
+    out += table(heads, rows, [False, True, True, True, False])
+    out += (
+        f"\nStarting and stopping the local cluster alone: {r['local Ray cluster start + stop (s)']} s.\n\n"
+    )
+    g = r["gpu estimate"]
+    out += (
+        f"Estimate for {g['passages']:,} passages from the {g['device']} figures of `gpu_speed.json` "
+        "(koe5 torch auto, passages of ~388 tokens; tokenisation on the actor's CPUs):\n\n"
+    )
+    counts = list(g["models"][0]["hours on N actors"])
+    rows = [
+        [x["model"], f"{x['passages/s per GPU']:,.0f}", f"{x['GPU-hours']:.1f}",
+         *(f"{x['hours on N actors'][n]:.2f}" for n in counts)]
+        for x in g["models"]
+    ]  # fmt: skip
+    hours = [f"hours on {n} GPU{'' if n == '1' else 's'}" for n in counts]
+    return out + table(["model", "passages/s per GPU", "GPU-hours", *hours], rows)
+
+
+def compact_quality(name: str) -> str:
+    """NDCG@10 on the bundled suite with each ``--vectors`` setting, and each one's loss against float32."""
+    file, _, part = name.partition("#")
+    r = load(file)
+    if part == "dev":
+        return compact_dev(file, r["dev"])
+    tasks = list(r["tasks"])
+    modes = [m for m in ("dense", "hybrid") if m in r["tasks"][tasks[0]]]
+    over = ", ".join(f"{kind} {n}" for kind, n in r["oversample"].items())
+    out = about(
+        f"NDCG@10 of a folder index ({r['model']} model) with each `--vectors` setting, every query of each "
+        f"task, top 10; candidates rescored a result: {over}; last column: float32's NDCG@10 minus the "
+        "setting's, worst task (the aim: int8 0.002 or less, binary 0.005 or less)",
+        "any (retrieval quality does not depend on the machine)",
+        None,
+        file,
+        "benchmarks/compact_quality.py",
+    )
+    body = []
+    for mode in modes:
+        for vectors in r["tasks"][tasks[0]][mode]:
+            scores = [r["tasks"][t][mode][vectors] for t in tasks]
+            losses = [r["tasks"][t]["loss vs float32"][mode].get(vectors) for t in tasks]
+            worst = "" if vectors == "float32" else f"{max(losses):+.5f}"
+            average = f"{sum(scores) / len(scores):.5f}"
+            body.append([mode, vectors, *(f"{s:.5f}" for s in scores), average, worst])
+    heads = [t.replace("Retrieval", "") + f" ({r['tasks'][t]['chunks']:,} chunks)" for t in tasks]
+    numeric = [False, False] + [True] * (len(heads) + 2)
+    return out + table(["search", "vectors", *heads, "average", "loss (worst task)"], body, numeric)
+
+
+def compact_dev(file: str, dev: dict) -> str:
+    """The sweep that chose the oversample defaults: recall@10 against exact float32 search."""
+    rows = dev["recall@10 vs float32"]
+    multiples = list(next(iter(rows.values())))
+    out = about(
+        f"Recall@10 against exact float32 search for each oversample (candidates rescored a result), on "
+        f"{dev['passages']:,} StrategyQA-ko and Welfare-QA passages and {dev['queries']:,} questions (not "
+        "the bundled suite); the last rows are the choices koe5 did not make",
+        "any (retrieval quality does not depend on the machine)",
+        None,
+        file,
+        "benchmarks/compact_quality.py --dev",
+    )
+    body = [[label, *(f"{row[m]:.4f}" for m in multiples)] for label, row in rows.items()]
+    return out + table(["candidates", *(f"{m}×" for m in multiples)], body)
+
+
+def speed(e: dict) -> list[str]:
+    return [f"{e['p50 (ms)']:.2f}", f"{e['p99 (ms)']:.2f}", f"{e['recall@10']:.4f}"]
+
+
+def compact_machine(m: dict) -> tuple[str, str]:
+    return f"{m['cpu']}, {m['cores']} cores, {m['memory (GB)']} GB", f"{m['fp32 GEMM (GFLOP/s)']} GFLOP/s"
+
+
+def compact_scale(name: str) -> str:
+    """Compact vectors at 1M and 10M rows: build time, resident memory, latency, recall@10."""
+    r = load(name)
+    h = r["hnsw"]
+    out = about(
+        "Clustered synthetic vectors, HNSW over the codes (M="
+        f"{h['m']}, efConstruction={h['ef_construction']}, efSearch={h['ef_search']} or the candidates "
+        "wanted), 1,000 queries one at a time, k=10, the vectors file dropped from the page cache before "
+        "the search process opens the index; memory: that process's resident MB after the queries, "
+        "anonymous (codes, graph, Python) and file-backed (the vector rows rescoring read)",
+        *compact_machine(r["machine"]),
+        name,
+        "benchmarks/compact_scale.py",
+    )
+    body = []
+    for e in r["entries"].values():
+        mem = e["memory after searching"]
+        size = f"{e['rows']:,} × {e['dim']}"
+        memory = [f"{mem['anonymous (MB)']:,}", f"{mem['file-backed (MB)']:,}"]
+        body.append([size, e["vectors"], cell(e["oversample"]), f"{e['build (s)']:,.0f}", *memory, *speed(e)])
+    head = ["vectors", "kind", "oversample", "build (s)", "anonymous (MB)", "file-backed (MB)", "p50 (ms)",
+            "p99 (ms)", "recall@10 vs exact"]  # fmt: skip
+    return out + table(head, body, [False, False] + [True] * 7)
+
+
+def compact_engines(name: str) -> str:
+    """The ANN libraries over compact codes, side by side: what chose faiss's HNSW."""
+    r = load(name)
+    h = r["hnsw"]
+    body = []
+    for size, engines in r["engines"].items():
+        for engine, e in engines.items():
+            for multiple in (k for k in e if k.endswith("x")):
+                build = [f"{e['bytes a row']:,}", f"{e['build (s)']:.1f}", multiple.replace("x", "×")]
+                body.append([size, engine, *build, *speed(e[multiple])])
+    out = about(
+        f"HNSW over compact codes in each library, clustered synthetic vectors, M={h['m']}, "
+        f"efConstruction={h['ef_construction']}, 2 threads; 1,000 queries one at a time, candidates rescored "
+        "from the float32 rows as koe5 does",
+        *compact_machine(r["machine"]),
+        name,
+        "benchmarks/compact_scale.py --engines",
+    )
+    head = ["vectors", "index", "bytes a row", "build (s)", "oversample", "p50 (ms)", "p99 (ms)", "recall@10"]
+    return out + table(head, body, [False, False] + [True] * 6)
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
     "cpu_speed.json": cpu_speed,
     "cpu_speed_previous_run.json": cpu_speed,
@@ -600,9 +747,14 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "finetune_korean.json": finetune,
     "postgres_store.json": postgres_store,
     "postgres_equality.json": postgres_equality,
+    "ray_build.json": ray_build,
     "rerank_training.json": rerank_training,
     "rerank_speed.json": rerank_speed,
     "rerank_quality.json": rerank_quality,
+    "compact_quality.json": compact_quality,
+    "compact_quality.json#dev": compact_quality,
+    "compact_scale.json": compact_scale,
+    "compact_engines.json": compact_engines,
     "hybrid_fusion.json#dev": hybrid_fusion,
     "hybrid_fusion.json#bundled": hybrid_fusion,
     "finetune_korean.json#dev": finetune_dev,

@@ -96,3 +96,27 @@ def test_python_objects():
     assert [d.id for d in docs] == ["a", "b"] and docs[0].origin == "document 0"
     with pytest.raises(InputError, match="document 0: field 'id' is missing"):
         list(as_documents([{"text": "가"}]))
+
+
+def test_uris_and_lists_of_files_read_through_pyarrow_filesystems(tmp_path):
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "a.txt").write_text("가나다", encoding="utf-8")
+    (tmp_path / "f" / "b.md").write_text("라마바", encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text('{"id": "j", "text": "제이"}\n{"id": "k"}\n', encoding="utf-8")
+    by_uri = list(DocumentSource((tmp_path / "f").as_uri()))
+    assert [(d.id, d.text) for d in by_uri] == [("a.txt", "가나다"), ("b.md", "라마바")]
+    assert by_uri[0].origin == f"{(tmp_path / 'f').as_uri()}/a.txt"
+    # a list of sources is read in order; an error names the file (as given) and line
+    both = as_documents([tmp_path / "f", (tmp_path / "d.jsonl").as_uri()])
+    with pytest.raises(InputError, match=r"d\.jsonl:2: field 'text' is missing"):
+        list(both)
+    assert [d.id for d in DocumentSource([tmp_path / "f" / "b.md", tmp_path / "f" / "a.txt"])] == [
+        "b.md",
+        "a.txt",
+    ]
+    described = DocumentSource([tmp_path / "f", tmp_path / "d.jsonl"]).describe()
+    assert described["files"] == 3 and described["path"][0] == str((tmp_path / "f").resolve())
+    with pytest.raises(InputError, match="nosuch://x/y: cannot open"):
+        DocumentSource("nosuch://x/y")
+    with pytest.raises(InputError, match="no such file or folder"):
+        DocumentSource((tmp_path / "missing.jsonl").as_uri())

@@ -70,6 +70,17 @@ def test_urls():
             split_url(bad)
 
 
+def test_compact_vectors_are_refused_before_any_connection(tiny, docs):
+    url = "postgresql://nobody@127.0.0.1:1/none?index=compact"  # nothing listens: refused first
+    for vectors in ("float16", "int8", "binary"):
+        with pytest.raises(InputError, match=f"keeps float32 vectors, not {vectors} \\(pgvector 0.6.2"):
+            Index.build(docs, tiny, url, vectors=vectors)
+    with pytest.raises(InputError, match="vectors must be one of"):
+        Index.build(docs, tiny, url, vectors="int4")
+    with pytest.raises(InputError, match="oversample are for folder indexes"):
+        Index.build(docs, tiny, url, oversample=4)
+
+
 def test_the_database_ranks_as_the_folder_index(pair, docs):
     folder, database = pair
     assert type(database).__name__ == "PgIndex"

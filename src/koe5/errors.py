@@ -60,3 +60,8 @@ class DatabaseError(Koe5Error):
 class StoreUnavailableError(DatabaseError):
     """The database server of an index cannot be reached now (down, refusing, timed out); names the
     server. The server answers 503 and recovers when the database is back."""
+
+
+class EngineError(Koe5Error):
+    """A distributed engine (Ray) is missing, cannot be reached at its address, or lost its workers; names
+    the address or the cause."""

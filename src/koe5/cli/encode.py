@@ -10,12 +10,17 @@ import typer
 
 from koe5.cli.options import (
     MODEL_DEFAULTS,
+    ActorsOpt,
+    AddressOpt,
     BatchSizeOpt,
+    EngineOpt,
+    GpusPerActorOpt,
     JsonOpt,
     ModelOptions,
     app,
     fail,
     failing,
+    ray_engine,
     say,
     show_progress,
     warn,
@@ -36,15 +41,28 @@ def encode(
     fmt: Annotated[str, typer.Option("--format", help="Input format: auto, jsonl, text.")] = "auto",
     field: Annotated[str, typer.Option("--field", help="JSONL field holding the text.")] = "text",
     batch_size: BatchSizeOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    gpus_per_actor: GpusPerActorOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="--engine ray: keep the shards a run finished.")
+    ] = False,
     model_options: ModelOptions = MODEL_DEFAULTS,
 ) -> None:
-    """Embed texts with the right prefix; write .npy or JSONL."""
+    """Embed texts with the right prefix; write .npy or JSONL (--engine ray: Parquet shards in a folder)."""
     from koe5.textio import read_texts, write_embeddings
 
     if kind not in ("query", "passage", "none"):
         fail(f"--kind must be query, passage or none, not {kind!r}")
-    if output and output != "-" and Path(output).suffix not in (".npy", ".jsonl", ".ndjson"):
+    ray = ray_engine(engine, address, actors, gpus_per_actor, batch_size)
+    if ray is not None:
+        if not output or Path(output).suffix:
+            fail("--engine ray writes Parquet shards: give --output a folder (no .npy or .jsonl)")
+    elif output and output != "-" and Path(output).suffix not in (".npy", ".jsonl", ".ndjson"):
         fail(f"{output}: output must end in .npy or .jsonl")  # before any model is loaded
+    elif resume:
+        fail("--resume needs --engine ray")
     with failing():
         texts = read_texts(input, fmt=fmt, field=field)
         blank = sum(1 for t in texts.texts if not t.strip())
@@ -53,6 +71,9 @@ def encode(
             warn(f"{blank} blank input(s), the first at line/record {first}, encoded as the bare prefix")
         enc = model_options.load()
         prefix = None if kind == "none" else kind
+        if ray is not None:
+            _encode_on_ray(texts, enc, output, prefix, ray, resume)
+            return
         vectors = enc.encode(texts.texts, prefix, batch_size=batch_size, show_progress=show_progress())
         write_embeddings(output, vectors, texts.ids)
     if output:
@@ -60,6 +81,20 @@ def encode(
             f"wrote {len(vectors)} × {enc.dim} embeddings to {output}"
             + (f" ({enc.last_truncated} truncated to {enc.max_length} tokens)" if enc.last_truncated else "")
         )
+
+
+def _encode_on_ray(texts, enc, output: str, prefix: str | None, engine, resume: bool) -> None:
+    from koe5.distributed import encode_to_parquet
+
+    report = encode_to_parquet(
+        texts.texts, enc, output, ids=texts.ids, kind=prefix, engine=engine, resume=resume,
+        show_progress=show_progress(),
+    )  # fmt: skip
+    say(
+        f"wrote {report['texts']} × {report['dim']} embeddings to {report['shards']} Parquet shard(s) in "
+        f"{output}"
+        + (f" ({report['resumed_shards']} kept from the earlier run)" if report["resumed_shards"] else "")
+    )
 
 
 # Shaped like the KoE5 model card example: one query, a passage that answers it and one that does not.

@@ -60,6 +60,38 @@ BatchSizeOpt = Annotated[
     typer.Option("--batch-size", "-b", help="Inputs per forward pass (default: 32 on CPU, 512 on CUDA)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="local (this process) or ray (actors on a Ray cluster; koe5[ray]).")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster: auto, host:port or ray://host:port (default: a local one)."),
+]
+ActorsOpt = Annotated[
+    int | None, typer.Option("--actors", help="Ray encoder actors (default: the cluster's CPUs or GPUs).")
+]
+GpusPerActorOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--gpus-per-actor", help="GPUs each Ray actor holds (default: 1 where the cluster has GPUs)."
+    ),
+]
+
+
+def ray_engine(
+    engine: str, address: str | None, actors: int | None, gpus: float | None, batch_size: int | None
+):
+    """The :class:`~koe5.distributed.RayEngine` the engine flags ask for, or ``None`` for ``local``."""
+    from koe5.distributed import ENGINES, RayEngine
+
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "local":
+        if address or actors or gpus is not None:
+            fail("--address, --actors and --gpus-per-actor need --engine ray")
+        return None
+    with failing():
+        return RayEngine(address=address, actors=actors, gpus_per_actor=gpus, batch_size=batch_size)
 
 
 @app.callback()

@@ -10,7 +10,11 @@ import typer
 
 from koe5.cli.options import (
     MODEL_DEFAULTS,
+    ActorsOpt,
+    AddressOpt,
     DeviceOpt,
+    EngineOpt,
+    GpusPerActorOpt,
     JsonOpt,
     ModelOptions,
     PrecisionOpt,
@@ -18,6 +22,7 @@ from koe5.cli.options import (
     comma_list,
     fail,
     failing,
+    ray_engine,
     say,
     show_progress,
     warn,
@@ -32,18 +37,24 @@ app.add_typer(index_app, name="index")
 
 # a str, not a Path: Path would fold the // of a postgresql:// URL
 IndexArg = Annotated[str, typer.Argument(help="The index folder, or a postgresql://…?index=NAME URL.")]
+# strs, not Paths: a Path would fold the // of an s3:// or gs:// URI
 DocsArg = Annotated[
-    Path, typer.Argument(help="JSONL, CSV/TSV, Parquet (id, text, optional title and metadata) or a folder.")
+    list[str],
+    typer.Argument(
+        help="JSONL, CSV/TSV, Parquet (id, text, optional title and metadata) or a folder; several, or "
+        "URIs such as s3://bucket/docs/ (read with pyarrow's filesystems)."
+    ),
 ]
 IdFieldOpt = Annotated[str, typer.Option("--id-field", help="Field or column holding the document id.")]
 TextFieldOpt = Annotated[str, typer.Option("--text-field", help="Field or column holding the text.")]
 TitleFieldOpt = Annotated[str, typer.Option("--title-field", help="Field or column holding the title.")]
 
 
-def _source(docs: Path, id_field: str, text_field: str, title_field: str):
+def _source(docs: list[str], id_field: str, text_field: str, title_field: str):
     from koe5.search.documents import DocumentSource
 
-    return DocumentSource(docs, id_field=id_field, text_field=text_field, title_field=title_field)
+    paths = docs[0] if len(docs) == 1 else docs
+    return DocumentSource(paths, id_field=id_field, text_field=text_field, title_field=title_field)
 
 
 def _report(action: str, folder: str, report: dict, index, as_json: bool) -> None:
@@ -64,6 +75,27 @@ def _report(action: str, folder: str, report: dict, index, as_json: bool) -> Non
     )
 
 
+ChunkTokensOpt = Annotated[
+    int | None,
+    typer.Option("--chunk-tokens", help="Tokens per chunk, prefix included (default: the model's max)."),
+]
+VectorsOpt = Annotated[
+    str,
+    typer.Option(
+        "--vectors",
+        help="Dense vectors in memory: float32, or compact float16, int8 or binary (candidates then "
+        "rescored from the float32 vectors on disk).",
+    ),
+]
+OversampleOpt = Annotated[
+    int | None,
+    typer.Option("--oversample", help="Compact vectors: candidates rescored a result (default by kind)."),
+]
+TagsOpt = Annotated[
+    str | None, typer.Option("--tags", help="Kiwi tags BM25 keeps, comma-separated (default: content words).")
+]
+
+
 @index_app.command("build")
 @with_model_options
 def build(
@@ -71,18 +103,14 @@ def build(
     output: Annotated[
         str, typer.Option("--output", "-o", help="The index folder to create, or a postgresql://… URL.")
     ],
-    chunk_tokens: Annotated[
-        int | None,
-        typer.Option("--chunk-tokens", help="Tokens per chunk, prefix included (default: the model's max)."),
-    ] = None,
+    chunk_tokens: ChunkTokensOpt = None,
     overlap: Annotated[int, typer.Option("--overlap", help="Tokens shared by consecutive chunks.")] = 64,
     ann: Annotated[
         str, typer.Option("--ann", help="Dense search: auto (exact for small collections), exact or hnsw.")
     ] = "auto",
-    tags: Annotated[
-        str | None,
-        typer.Option("--tags", help="Kiwi tags BM25 keeps, comma-separated (default: content words)."),
-    ] = None,
+    vectors: VectorsOpt = "float32",
+    oversample: OversampleOpt = None,
+    tags: TagsOpt = None,
     k1: Annotated[float, typer.Option("--k1", help="BM25 k1.")] = 1.5,
     b: Annotated[float, typer.Option("--b", help="BM25 b.")] = 0.75,
     resume: Annotated[
@@ -98,6 +126,10 @@ def build(
     id_field: IdFieldOpt = "id",
     text_field: TextFieldOpt = "text",
     title_field: TitleFieldOpt = "title",
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    gpus_per_actor: GpusPerActorOpt = None,
     model_options: ModelOptions = MODEL_DEFAULTS,
     as_json: JsonOpt = False,
 ) -> None:
@@ -105,6 +137,7 @@ def build(
     from koe5.search import Index, KiwiAnalyzer
     from koe5.search.korean import DEFAULT_TAGS
 
+    ray = ray_engine(engine, address, actors, gpus_per_actor, batch_size)
     with failing():
         analyzer = KiwiAnalyzer(comma_list(tags) if tags else DEFAULT_TAGS)
         source = _source(docs, id_field, text_field, title_field)
@@ -121,6 +154,8 @@ def build(
             chunk_tokens=chunk_tokens,
             overlap=overlap,
             ann=ann,
+            vectors=vectors,
+            oversample=oversample,
             analyzer=analyzer,
             k1=k1,
             b=b,
@@ -129,6 +164,7 @@ def build(
             show_progress=show_progress(),
             cache=emb_cache,
             batch_size=batch_size,
+            engine=ray,
         )
     _report("indexed", output, index.last_report, index, as_json)
 
@@ -141,6 +177,9 @@ def add(
         bool, typer.Option("--replace", help="Replace documents whose id is already in the index.")
     ] = False,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b")] = None,
+    vectors: Annotated[
+        str | None, typer.Option("--vectors", help="The index's setting (an index keeps its build's).")
+    ] = None,
     id_field: IdFieldOpt = "id",
     text_field: TextFieldOpt = "text",
     title_field: TitleFieldOpt = "title",
@@ -150,9 +189,11 @@ def add(
 ) -> None:
     """Add documents to an index (only the new ones are encoded and analysed)."""
     from koe5.search import open_index
+    from koe5.search.compact import check_same, vectors_of
 
     with failing():
         index = open_index(index_dir, device=device, precision=precision)
+        check_same(vectors_of(index.manifest), vectors, index_dir, "rebuild it (--force) to change them")
         report = index.add(
             _source(docs, id_field, text_field, title_field),
             replace=replace,
@@ -217,10 +258,21 @@ def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
         f"  documents   {c['documents']}  chunks {c['chunks']}  deleted chunks {c['deleted_chunks']}\n"
         f"  model       {m['name']}  ({m['dim']} dims, fingerprint {m['fingerprint']})\n"
         f"  chunking    {ch['max_tokens']} tokens with prefix, overlap {ch['overlap']}\n"
-        f"  dense       {d['active']} (ann={d['ann']}, threshold {d['threshold']})\n"
+        f"  dense       {d['active']} (ann={d['ann']}, threshold {d['threshold']}), {_vectors(manifest)}\n"
         f"  bm25        kiwi {','.join(bm['analyzer']['tags'])}  k1={bm['k1']} b={bm['b']}\n"
         f"  hybrid      {fusion['method']}, {weight}"
     )
+
+
+def _vectors(manifest: dict) -> str:
+    """An index's vector setting, and what its dense side holds in memory (a folder's)."""
+    d, memory = manifest["dense"], manifest.get("memory")
+    text = f"{d.get('vectors', 'float32')} vectors"
+    if "oversample" in d:
+        text += f", {d['oversample']}x k candidates rescored"
+    if memory and memory["resident bytes per chunk"] is not None:
+        text += f"; {memory['resident bytes per chunk']:g} bytes a chunk in memory"
+    return text
 
 
 def _filters(items: list[str]) -> dict:

@@ -2,7 +2,8 @@
 
 Modules, in the order data flows through them: ``documents`` (reading JSONL/CSV/Parquet/folders),
 ``chunking`` (token-aware chunks), ``korean`` (Kiwi analysis), ``bm25`` (Korean BM25 on bm25s),
-``dense`` (exact and HNSW vector search), ``hybrid`` (fusion), ``store`` (the folder on disk),
+``dense`` (exact and HNSW vector search), ``compact`` (float16, int8 or binary codes searched in its
+stead, the best rescored), ``hybrid`` (fusion), ``store`` (the folder on disk),
 ``index`` (:class:`Index`: build, add, delete, search), ``reranking`` (a cross-encoder reorders the
 best results: ``search(..., rerank=...)``). The benchmark's retrievers over these parts live in
 :mod:`koe5.evaluation.retrievers`: evaluation depends on search, never the reverse.
@@ -19,6 +20,7 @@ Example::
 
 from koe5.search.bm25 import KoreanBM25
 from koe5.search.chunking import Chunk, Chunker
+from koe5.search.compact import VECTORS, CompactIndex
 from koe5.search.dense import ANN_THRESHOLD, DenseIndex, HNSWParams
 from koe5.search.documents import Document, DocumentSource
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion
@@ -31,8 +33,10 @@ __all__ = [
     "DEFAULT_FUSION",
     "DEFAULT_TAGS",
     "MODES",
+    "VECTORS",
     "Chunk",
     "Chunker",
+    "CompactIndex",
     "DenseIndex",
     "Document",
     "DocumentSource",

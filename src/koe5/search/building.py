@@ -8,6 +8,7 @@ are built over all segments at the end, and the folder is moved into place only 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -20,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from koe5.errors import IndexFormatError, InputError, ModelMismatchError
-from koe5.search import store
+from koe5.errors import IndexFormatError, InputError
+from koe5.search import compact, dense_state, indexed_model, store
 from koe5.search.bm25 import KoreanBM25
 from koe5.search.chunking import Chunker
-from koe5.search.dense import DenseIndex, HNSWParams, choose_kind
+from koe5.search.dense import HNSWParams, choose_kind
 from koe5.search.documents import EMPTY, Document, as_documents
 from koe5.search.korean import KiwiAnalyzer
 
@@ -88,23 +89,13 @@ class SegmentWriter:
 
 def settings_of(encoder, chunker: Chunker, analyzer: KiwiAnalyzer, **choices) -> dict:
     """The manifest's settings of a new index (a resumed build must match them): the model, chunking,
-    BM25 (``k1``, ``b``), dense (``ann``, ``threshold``, ``hnsw``) and ``fusion`` choices."""
-    from koe5.embcache import model_fingerprint
-
-    source = "default" if getattr(encoder.spec, "id", None) == "default" else str(encoder.path)
+    BM25 (``k1``, ``b``), dense (``ann``, ``threshold``, ``hnsw``, ``vectors``, ``oversample``) and
+    ``fusion`` choices."""
     hnsw = choices["hnsw"] or HNSWParams()
+    dense = {"ann": choices["ann"], "threshold": int(choices["threshold"]), "hnsw": hnsw.to_dict()}
+    dense |= compact.setting(choices.get("vectors", "float32"), choices.get("oversample"))
     return {
-        "model": {
-            "source": source,
-            "name": encoder.name,
-            "path": str(encoder.path),
-            "fingerprint": model_fingerprint(encoder),
-            "backend": getattr(encoder, "backend", "torch"),
-            "dim": int(encoder.dim),
-            "max_length": int(encoder.max_length),
-            "query_prefix": encoder.query_prefix,
-            "passage_prefix": encoder.passage_prefix,
-        },
+        "model": indexed_model.record(encoder),
         "chunking": {
             **chunker.config,
             "tokenizer": type(encoder.tokenizer).__name__,
@@ -116,7 +107,7 @@ def settings_of(encoder, chunker: Chunker, analyzer: KiwiAnalyzer, **choices) ->
             "method": "lucene",
             "analyzer": analyzer.config,
         },
-        "dense": {"ann": choices["ann"], "threshold": int(choices["threshold"]), "hnsw": hnsw.to_dict()},
+        "dense": dense,
         "fusion": choices["fusion"].to_dict(),
     }
 
@@ -166,6 +157,7 @@ def write_batches(target, documents, segment_docs: int, show_progress: bool) -> 
     for batch in batches(docs_iter, segment_docs, seen, report.skipped, progress, resumed=done):
         report.chunks += target.write(batch)
         report.documents += len(batch)
+    report.chunks += target.flush() if hasattr(target, "flush") else 0  # a pipelined target's last batches
     progress.close()
     report.skipped.update(getattr(docs_iter, "skipped", {}))
     return report
@@ -186,18 +178,26 @@ class PartialFolder:
         return done
 
     def write(self, batch: list[Document]) -> int:
-        manifest = self.manifest
-        name = f"{manifest['next_segment']:06d}"
-        n_chunks = self.writer.write_segment(self.partial, name, batch)
-        manifest["segments"].append({"name": name, "documents": len(batch), "chunks": n_chunks})
-        manifest["next_segment"] += 1
-        store.write_manifest(self.partial, manifest)  # the resume point
-        return n_chunks
+        name = f"{self.manifest['next_segment']:06d}"
+        return self._record(name, len(batch), self.writer.write_segment(self.partial, name, batch))
+
+    def commit(self, documents: int, columns: dict[str, list], vectors: np.ndarray, tokens: list) -> int:
+        """Write one segment prepared elsewhere (:meth:`SegmentWriter.prepare`) and record it."""
+        name = f"{self.manifest['next_segment']:06d}"
+        store.write_segment(self.partial, name, columns, vectors, tokens)
+        return self._record(name, documents, len(tokens))
+
+    def _record(self, name: str, documents: int, chunks: int) -> int:
+        self.manifest["segments"].append({"name": name, "documents": documents, "chunks": chunks})
+        self.manifest["next_segment"] += 1
+        store.write_manifest(self.partial, self.manifest)  # the resume point
+        return chunks
 
 
 def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter, **how) -> BuildReport:
     """Build an index of ``documents`` beside ``folder`` and move it into place; ``how``: ``resume``,
-    ``overwrite``, ``segment_docs``, ``show_progress``.
+    ``overwrite``, ``segment_docs``, ``show_progress``, ``engine`` (a
+    :class:`~koe5.distributed.RayEngine` prepares the segments on Ray; ``None``: in this process).
 
     One build of a folder at a time: a second is refused at once, naming the first (it would
     otherwise remove the first one's partial build, and the last to finish would silently replace
@@ -206,15 +206,17 @@ def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter,
     from koe5._version import __version__
     from koe5.files import writer_lock
 
+    if how.get("engine") is not None and writer.cache is not None:
+        raise InputError("the embedding cache is this machine's: build on Ray without it")
     partial = folder.parent / f".{folder.name}.partial"
     settings = {**settings, "source": source_of(documents)}
     with writer_lock(folder, wait=False):
-        check_target(folder, how["overwrite"])
+        check_target(folder, how["overwrite"], compact.vectors_of(settings))
         manifest = start_partial(partial, settings, how["resume"])
         manifest["koe5"] = __version__
         with store.writer_lock(partial):
-            target = PartialFolder(partial, manifest, writer)
-            report = write_batches(target, documents, how["segment_docs"], how["show_progress"])
+            with pipeline(PartialFolder(partial, manifest, writer), how.get("engine")) as target:
+                report = write_batches(target, documents, how["segment_docs"], how["show_progress"])
             if not sum(s["documents"] for s in manifest["segments"]):
                 raise InputError(f"no documents to index{describe_skips(report.skipped)}")
             finish(partial, manifest, settings, report.skipped)
@@ -224,18 +226,19 @@ def build_folder(documents, folder: Path, settings: dict, writer: SegmentWriter,
     return report
 
 
+def pipeline(target: PartialFolder, engine):
+    """``target`` itself, or the ``engine``'s target that prepares the segments elsewhere (Ray actors)."""
+    return contextlib.nullcontext(target) if engine is None else engine.pipeline(target)
+
+
 def source_of(documents) -> dict | None:
-    """What a build reads, so that ``resume`` can refuse other documents: the file or folder, its
-    size and (a folder) its files; ``None`` for documents given in memory."""
+    """What a build reads, so that ``resume`` can refuse other documents: the files or folders, how
+    many files and bytes; ``None`` for documents given in memory."""
     from koe5.search.documents import DocumentSource
 
-    if isinstance(documents, (str, Path)):
-        documents = DocumentSource(documents)
-    if not isinstance(documents, DocumentSource):
-        return None
-    path = documents.path.resolve()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {"path": str(path), "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    if isinstance(documents, (str, Path, list, tuple)):
+        documents = as_documents(documents)
+    return documents.describe() if isinstance(documents, DocumentSource) else None
 
 
 def _read(source: dict | None) -> str:
@@ -287,37 +290,7 @@ def batches(
         yield batch
 
 
-def load_encoder(location: Path | str, manifest: dict):
-    """The model an index records in its manifest (source, backend, prefixes), checked against it."""
-    from koe5.encoder import load
-
-    model = manifest["model"]
-    log.info("koe5: loading %s for %s", model["name"], location)
-    encoder = load(
-        model["source"],
-        backend=model.get("backend", "torch"),
-        query_prefix=model["query_prefix"],
-        passage_prefix=model["passage_prefix"],
-    )
-    check_model(location, manifest, encoder)
-    return encoder
-
-
-def check_model(folder: Path | str, manifest: dict, encoder) -> None:
-    """:class:`ModelMismatchError` unless ``encoder`` is the model the index was built with."""
-    from koe5.embcache import model_fingerprint
-
-    built = manifest["model"]
-    fp = model_fingerprint(encoder)
-    if fp != built["fingerprint"] or int(encoder.dim) != built["dim"]:
-        raise ModelMismatchError(
-            f"{folder} was built with {built['name']} ({built['path']}, fingerprint {built['fingerprint']}), "
-            f"not {encoder.name} ({encoder.path}, fingerprint {fp}); search it with the same model "
-            "(or load it without one), or rebuild it"
-        )
-
-
-def check_target(folder: Path, overwrite: bool) -> None:
+def check_target(folder: Path, overwrite: bool, vectors: str | None = None) -> None:
     if not folder.exists():
         return
     if not folder.is_dir():
@@ -325,16 +298,19 @@ def check_target(folder: Path, overwrite: bool) -> None:
     if not any(folder.iterdir()):
         return
     try:
-        store.read_manifest(folder, allow_building=True)
+        held = compact.vectors_of(store.read_manifest(folder, allow_building=True))
     except IndexFormatError:
         raise InputError(f"{folder} exists and is not a koe5 index; choose another folder") from None
     if not overwrite:
+        compact.check_same(held, vectors, str(folder), "pass overwrite (--force) to replace it")
         raise InputError(f"{folder} already holds an index; pass overwrite (--force) to replace it")
 
 
 def check_resumable(where, recorded: dict, settings: dict) -> None:
     """:class:`InputError` unless an interrupted build ``recorded`` read the same documents with the
     same ``settings`` (then resuming it gives the index a fresh build would)."""
+    held, wanted = compact.vectors_of(recorded), compact.vectors_of(settings)
+    compact.check_same(held, wanted, f"cannot resume: the build in {where}", "build again without --resume")
     for key, value in settings.items():
         if key == "source" and recorded.get(key) != value:
             was, wanted = _read(recorded.get(key)), _read(value)
@@ -379,12 +355,13 @@ def start_partial(partial: Path, settings: dict, resume: bool) -> dict:
 
 
 def finish(partial: Path, manifest: dict, settings: dict, skipped: Counter[str]) -> None:
-    """Build BM25 and (if chosen) HNSW over every segment, then mark the partial index complete."""
+    """Build BM25 and the dense side (HNSW if chosen; compact codes) over every segment, then mark the
+    partial index complete."""
     tokens: list[list[str]] = []
-    vectors: list[np.ndarray] = []
+    segments: list[store.Segment] = []
     for seg in manifest["segments"]:
         tokens.extend(store.read_segment_tokens(partial, seg["name"]))
-        vectors.append(store.read_segment(partial, seg["name"]).vectors)
+        segments.append(store.read_segment(partial, seg["name"]))
     n_chunks = len(tokens)
     bm25 = KoreanBM25(
         KiwiAnalyzer.from_config(settings["bm25"]["analyzer"]), settings["bm25"]["k1"], settings["bm25"]["b"]
@@ -395,12 +372,7 @@ def finish(partial: Path, manifest: dict, settings: dict, skipped: Counter[str])
     with store.atomic_dir(partial / "gen-000001", replace=True) as tmp:
         np.save(tmp / "deleted.npy", np.zeros(0, np.int64))
         bm25.save(tmp / "bm25")
-        if kind == "hnsw":
-            log.info("koe5: building the HNSW graph over %d chunks", n_chunks)
-            dense = DenseIndex(settings["model"]["dim"], "hnsw", HNSWParams(**dense_cfg["hnsw"]))
-            for block in vectors:
-                dense.add(np.asarray(block))
-            dense.save_graph(tmp / "hnsw.faiss")
+        dense_state.write_dense(partial, segments, settings, kind, tmp)  # graph; compact codes
     manifest.update(
         state="complete",
         updated=now(),

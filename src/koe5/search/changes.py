@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koe5.search import store
+from koe5.search import dense_state, store
 from koe5.search.building import now
 from koe5.search.dense import DenseIndex, choose_kind
 from koe5.search.rows import Rows
@@ -80,6 +80,7 @@ def commit_generation(folder: Path, manifest: dict, rows: Rows, bm25, dense, gra
                 dense.save_graph(tmp / "hnsw.faiss")
             else:
                 store.link_or_copy(old_gen / "hnsw.faiss", tmp / "hnsw.faiss")
+        dense_state.save_state(folder, rows.segments, dense, tmp)  # compact vectors: codes, calibration
     manifest["generation"] = gen
     # the dense kind may change only upward (auto crossing the threshold); record what is active
     manifest["dense"]["active"] = dense.kind

@@ -37,7 +37,7 @@ ANN_THRESHOLD = 200_000
 
 # Below this share of allowed rows, HNSW would wander through mostly filtered-out nodes: score the
 # allowed rows exactly instead.
-_EXACT_BELOW = 0.05
+EXACT_BELOW = 0.05
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class DenseIndex:
         k = min(k, n if allowed is None else int(allowed.sum()))
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if self._hnsw is not None and (allowed is None or allowed.mean() >= _EXACT_BELOW):
+        if self._hnsw is not None and (allowed is None or allowed.mean() >= EXACT_BELOW):
             return self._search_hnsw(query, k, allowed)
         return self._search_exact(query, k, allowed)
 
@@ -148,13 +148,7 @@ class DenseIndex:
         faiss.write_index(self._hnsw, str(path))
 
     def load_graph(self, path: str | Path) -> None:
-        import faiss
-
-        index = faiss.read_index(str(path))
-        if index.ntotal != len(self) or index.d != self.dim:
-            raise InputError(f"{path}: HNSW graph holds {index.ntotal} vectors, expected {len(self)}")
-        index.hnsw.efSearch = self.params.ef_search
-        self.kind, self._hnsw = "hnsw", index
+        self.kind, self._hnsw = "hnsw", read_graph(path, len(self), self.dim, self.params.ef_search)
 
     def build_graph(self) -> None:
         """(Re)build HNSW over all rows, e.g. when a collection grows past the threshold."""
@@ -164,3 +158,14 @@ class DenseIndex:
 
     def drop_graph(self) -> None:
         self.kind, self._hnsw = "exact", None
+
+
+def read_graph(path: str | Path, rows: int, dim: int, ef_search: int):
+    """A saved faiss HNSW index, checked against the ``rows`` of ``dim`` it must hold."""
+    import faiss
+
+    index = faiss.read_index(str(path))
+    if index.ntotal != rows or index.d != dim:
+        raise InputError(f"{path}: HNSW graph holds {index.ntotal} vectors, expected {rows}")
+    index.hnsw.efSearch = ef_search
+    return index

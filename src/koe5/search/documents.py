@@ -23,7 +23,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,59 +56,70 @@ class Document:
 
 
 class DocumentSource:
-    """Iterates the documents of a file or folder; ``skipped`` counts what was left out, by reason."""
+    """Iterates the documents of a file, a folder or a list of them; ``skipped`` counts what was left
+    out, by reason.
+
+    Files are read through pyarrow's filesystems, so a URI (``s3://bucket/docs/``, ``gs://…``,
+    ``hdfs://…``, ``file:///…``) works wherever pyarrow has that filesystem and its credentials.
+    """
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         *,
         id_field: str = "id",
         text_field: str = "text",
         title_field: str = "title",
     ) -> None:
-        self.path = Path(path)
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if not paths:
+            raise InputError("no document files given")
+        self.locations = [_Location(p) for p in paths]
+        self.path = Path(str(paths[0]))
         self.fields = (id_field, text_field, title_field)
         self.skipped: Counter[str] = Counter()
-        if not self.path.exists():
-            raise InputError(f"{self.path}: no such file or folder")
-        if self.path.is_file() and self.path.suffix.lower() not in TABLE_SUFFIXES + FOLDER_SUFFIXES:
-            raise InputError(
-                f"{self.path}: unknown document format; use {', '.join(TABLE_SUFFIXES)} or a folder of "
-                f"{', '.join(FOLDER_SUFFIXES)} files"
-            )
+        for where in self.locations:
+            if where.is_file and where.suffix not in TABLE_SUFFIXES + FOLDER_SUFFIXES:
+                raise InputError(
+                    f"{where.name}: unknown document format; use {', '.join(TABLE_SUFFIXES)} or a folder of "
+                    f"{', '.join(FOLDER_SUFFIXES)} files"
+                )
+
+    def describe(self) -> dict:
+        """What this source reads (for a resumed build to compare): its paths, files and bytes."""
+        files = [
+            f
+            for where in self.locations
+            for f in (where.folder_files() if not where.is_file else [where.info])
+        ]
+        names = [where.ident for where in self.locations]
+        return {"path": names[0] if len(names) == 1 else names, "files": len(files),
+                "bytes": sum(f.size for f in files)}  # fmt: skip
 
     def __iter__(self) -> Iterator[Document]:
-        path = self.path
-        if path.is_dir():
-            yield from self._folder()
-            return
-        suffix = path.suffix.lower()
-        if suffix in FOLDER_SUFFIXES:
-            yield from self._text_file(path, path.name)
-        elif suffix == ".parquet":
-            yield from self._parquet()
-        elif suffix in (".csv", ".tsv"):
-            yield from self._csv(delimiter="\t" if suffix == ".tsv" else ",")
-        else:
-            yield from self._jsonl()
+        for where in self.locations:
+            if not where.is_file:
+                yield from self._folder(where)
+            elif where.suffix in FOLDER_SUFFIXES:
+                yield from self._text_file(where, where.info, Path(where.name).name, alone=True)
+            elif where.suffix == ".parquet":
+                yield from self._parquet(where)
+            elif where.suffix in (".csv", ".tsv"):
+                yield from self._csv(where, delimiter="\t" if where.suffix == ".tsv" else ",")
+            else:
+                yield from self._jsonl(where)
 
     # --- formats ---------------------------------------------------------------------------
 
-    def _folder(self) -> Iterator[Document]:
-        files = sorted(
-            p
-            for p in self.path.rglob("*")
-            if p.is_file()
-            and p.suffix.lower() in FOLDER_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(self.path).parts)
-        )
+    def _folder(self, where: _Location) -> Iterator[Document]:
+        files = [f for f in where.folder_files() if Path(f.path).suffix.lower() in FOLDER_SUFFIXES]
         if not files:
-            raise InputError(f"{self.path}: no {', '.join(FOLDER_SUFFIXES)} files in this folder")
+            raise InputError(f"{where.name}: no {', '.join(FOLDER_SUFFIXES)} files in this folder")
         bad: list[str] = []
         for file in files:
-            rel = file.relative_to(self.path).as_posix()
+            rel = where.relative(file)
             try:
-                yield from self._text_file(file, rel)
+                yield from self._text_file(where, file, rel, alone=False)
             except UnicodeDecodeError:
                 self.skipped[NOT_UTF8] += 1
                 bad.append(rel)
@@ -120,44 +131,46 @@ class DocumentSource:
                 " …" if len(bad) > 5 else "",
             )
 
-    def _text_file(self, file: Path, doc_id: str) -> Iterator[Document]:
-        raw = file.read_bytes()
+    def _text_file(self, where: _Location, file, doc_id: str, *, alone: bool) -> Iterator[Document]:
+        raw = where.read(file)
+        name = where.display(file)
         # in a folder, the caller counts a file that is not UTF-8 as a skip; alone, it is an error
-        text = _decode(raw, file) if self.path.is_file() else raw.decode("utf-8-sig")
-        yield Document(doc_id, text, "", {"path": doc_id}, origin=str(file))
+        text = _decode(raw, name) if alone else raw.decode("utf-8-sig")
+        yield Document(doc_id, text, "", {"path": doc_id}, origin=name)
 
-    def _jsonl(self) -> Iterator[Document]:
-        text = _decode(self.path.read_bytes(), self.path)
+    def _jsonl(self, where: _Location) -> Iterator[Document]:
+        name = where.name
+        text = _decode(where.read(where.info), name)
         stripped = text.lstrip()
-        if self.path.suffix.lower() == ".json" and stripped.startswith("["):
+        if where.suffix == ".json" and stripped.startswith("["):
             try:
                 records = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise InputError(f"{self.path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+                raise InputError(f"{name}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
             for i, record in enumerate(records, 1):
-                yield self._record(record, f"{self.path}[{i - 1}]")
+                yield self._record(record, f"{name}[{i - 1}]")
             return
-        for number, record in json_lines(text.splitlines(), self.path):
-            yield self._record(record, f"{self.path}:{number}")
+        for number, record in json_lines(text.splitlines(), name):
+            yield self._record(record, f"{name}:{number}")
 
-    def _csv(self, delimiter: str) -> Iterator[Document]:
-        text = _decode(self.path.read_bytes(), self.path)
+    def _csv(self, where: _Location, delimiter: str) -> Iterator[Document]:
+        text = _decode(where.read(where.info), where.name)
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         for record in reader:
             # a row's line is where the reader stands after it (quoted fields may span lines)
-            yield self._record(record, f"{self.path}:{reader.line_num}")
+            yield self._record(record, f"{where.name}:{reader.line_num}")
 
-    def _parquet(self) -> Iterator[Document]:
+    def _parquet(self, where: _Location) -> Iterator[Document]:
         import pyarrow.parquet as pq
 
         try:
-            pf = pq.ParquetFile(self.path)
+            pf = pq.ParquetFile(where.fs.open_input_file(where.info.path))
         except Exception as exc:  # pyarrow raises ArrowInvalid and OSError subclasses
-            raise InputError(f"{self.path}: cannot read as Parquet ({exc})") from exc
+            raise InputError(f"{where.name}: cannot read as Parquet ({exc})") from exc
         row = 0
         for batch in pf.iter_batches(batch_size=4096):
             for record in batch.to_pylist():
-                yield self._record(record, f"{self.path} row {row}")
+                yield self._record(record, f"{where.name} row {row}")
                 row += 1
 
     # --- records ---------------------------------------------------------------------------
@@ -215,6 +228,8 @@ def as_documents(items: Iterable[Any] | str | Path, **fields: str) -> Iterable[D
         return items
     if isinstance(items, Mapping):
         raise InputError("expected a list of documents, got a single mapping")
+    if isinstance(items, (list, tuple)) and items and all(isinstance(i, (str, Path)) for i in items):
+        return DocumentSource(items, **fields)  # a list of files or folders
 
     def gen() -> Iterator[Document]:
         for i, item in enumerate(items):
@@ -225,7 +240,53 @@ def as_documents(items: Iterable[Any] | str | Path, **fields: str) -> Iterable[D
     return gen()
 
 
-def _decode(raw: bytes, path: Path) -> str:
+class _Location:
+    """One file or folder given as a document source, on the pyarrow filesystem its path names."""
+
+    def __init__(self, given: str | Path) -> None:
+        from pyarrow import fs
+
+        text = str(given)
+        self.name = text
+        try:
+            if "://" in text:
+                self.fs, self.root = fs.FileSystem.from_uri(text)
+            else:
+                self.fs, self.root = fs.LocalFileSystem(), str(Path(text).resolve())
+            self.info = self.fs.get_file_info(self.root)
+        except Exception as exc:  # pyarrow's ArrowInvalid / OSError for unknown schemes and credentials
+            raise InputError(f"{text}: cannot open ({exc})") from exc
+        if self.info.type == fs.FileType.NotFound:
+            raise InputError(f"{text}: no such file or folder")
+        self.is_file = self.info.type == fs.FileType.File
+        self.ident = text if "://" in text else self.root  # the same file wherever the build runs from
+        self.suffix = Path(self.root).suffix.lower()
+
+    def folder_files(self) -> list:
+        """The folder's files, hidden ones left out, sorted by path."""
+        from pyarrow import fs
+
+        found = self.fs.get_file_info(fs.FileSelector(self.root, recursive=True))
+        return sorted(
+            (f for f in found if f.type == fs.FileType.File and not any(
+                part.startswith(".") for part in self.relative(f).split("/"))),
+            key=lambda f: f.path,
+        )  # fmt: skip
+
+    def relative(self, file) -> str:
+        return file.path[len(self.root) :].lstrip("/")
+
+    def display(self, file) -> str:
+        """The file's name in messages: as the user wrote the source, plus the path inside it."""
+        rel = self.relative(file)
+        return self.name if not rel else f"{self.name.rstrip('/')}/{rel}"
+
+    def read(self, file) -> bytes:
+        with self.fs.open_input_stream(file.path) as stream:
+            return stream.read()
+
+
+def _decode(raw: bytes, path: Path | str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -36,10 +36,10 @@ import numpy as np
 
 from koe5.errors import IndexFormatError, InputError
 from koe5.rerank import Reranker
-from koe5.search import building, changes, ranking, reranking, store
+from koe5.search import building, changes, dense_state, indexed_model, ranking, reranking, store
 from koe5.search.bm25 import KoreanBM25
 from koe5.search.chunking import Chunker
-from koe5.search.dense import ANN_THRESHOLD, DenseIndex, HNSWParams, choose_kind
+from koe5.search.dense import ANN_THRESHOLD, HNSWParams, choose_kind
 from koe5.search.documents import Document
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion
 from koe5.search.korean import KiwiAnalyzer
@@ -70,7 +70,7 @@ class Index:
         self.rerankers = reranking.Rerankers()  # those search was given by name, loaded once
         self._open(_manifest)
         if encoder is not None:
-            building.check_model(self.folder, self.manifest, encoder)
+            indexed_model.check_model(self.folder, self.manifest, encoder)
 
     @classmethod
     def load(cls, folder: str | Path, encoder=None) -> Index:
@@ -96,20 +96,14 @@ class Index:
             raise IndexFormatError(
                 f"{gen}: BM25 holds {len(self._bm25)} chunks, expected {len(self._rows.live)}"
             )
-        self._dense = DenseIndex(m["model"]["dim"], "exact", HNSWParams(**m["dense"]["hnsw"]))
-        self._dense.blocks = self._rows.vector_blocks
-        if m["dense"]["active"] == "hnsw":
-            try:
-                self._dense.load_graph(gen / "hnsw.faiss")
-            except (RuntimeError, InputError) as exc:
-                raise IndexFormatError(f"{gen}: damaged or missing HNSW graph ({exc})") from exc
+        self._dense = dense_state.open_dense(folder, m, self._rows)  # float32 or compact vectors
 
     @property
     def encoder(self):
         """The model of this index (loaded on first use if none was given)."""
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = building.load_encoder(self.folder, self.manifest)
+                self._encoder = indexed_model.load_encoder(self.folder, self.manifest)
             return self._encoder
 
     def __len__(self) -> int:
@@ -136,6 +130,8 @@ class Index:
         ann: str = "auto",
         ann_threshold: int = ANN_THRESHOLD,
         hnsw: HNSWParams | None = None,
+        vectors: str = "float32",
+        oversample: int | None = None,
         analyzer: KiwiAnalyzer | None = None,
         k1: float = 1.5,
         b: float = 0.75,
@@ -146,18 +142,22 @@ class Index:
         show_progress: bool = False,
         cache=None,
         batch_size: int | None = None,
+        engine=None,
     ) -> Index:
         """Index ``documents`` (a path, or Documents / dicts with id, text, title, metadata) into ``folder``.
 
         ``chunk_tokens``: chunk size in tokens, prefix and special tokens included (default and
         maximum: the model's ``max_length``); ``overlap``: tokens shared by consecutive chunks;
         ``ann``: ``"auto"`` (exact below ``ann_threshold`` chunks, else HNSW), ``"exact"`` or
-        ``"hnsw"``; ``analyzer``/``k1``/``b``: the Korean BM25; ``fusion``: the index's default hybrid.
+        ``"hnsw"``; ``vectors``: ``"float32"``, ``"float16"``, ``"int8"`` or ``"binary"``, searched with
+        ``oversample`` × k candidates rescored (:mod:`~koe5.search.compact`); ``analyzer``/``k1``/``b``:
+        the Korean BM25; ``fusion``: the index's default hybrid.
 
         Written beside ``folder`` (``.<name>.partial``), ``segment_docs`` documents a segment, and moved
         into place at the end (replacing an index needs ``overwrite``); after a crash, ``resume=True``
         continues from the last finished segment. Blank documents are skipped and counted
-        (``last_report``), a repeated id is an error; ``cache`` reuses vectors encoded before.
+        (``last_report``), a repeated id is an error; ``cache`` reuses vectors encoded before;
+        ``engine``: a :class:`~koe5.distributed.RayEngine` prepares the segments on Ray actors.
         """
         if is_database(folder):  # the same arguments, into a PostgreSQL database
             args = {k: v for k, v in locals().items() if k not in ("cls", "folder")}
@@ -168,15 +168,14 @@ class Index:
         folder = Path(folder)
         if segment_docs < 1:
             raise InputError(f"segment_docs must be positive, got {segment_docs}")
-        building.check_target(folder, overwrite)
+        building.check_target(folder, overwrite, vectors)
         analyzer = analyzer or KiwiAnalyzer()
         chunker = Chunker.for_encoder(encoder, max_tokens=chunk_tokens, overlap=overlap)
         choose_kind(0, ann)  # validates the name
-        settings = building.settings_of(
-            encoder, chunker, analyzer, k1=k1, b=b, ann=ann, threshold=ann_threshold, hnsw=hnsw, fusion=fusion
-        )
+        dense = dict(ann=ann, threshold=ann_threshold, hnsw=hnsw, vectors=vectors, oversample=oversample)
+        settings = building.settings_of(encoder, chunker, analyzer, k1=k1, b=b, fusion=fusion, **dense)
         writer = building.SegmentWriter(encoder, chunker, analyzer, cache, batch_size, show_progress)
-        how = {"resume": resume, "overwrite": overwrite, "segment_docs": segment_docs}
+        how = {"resume": resume, "overwrite": overwrite, "segment_docs": segment_docs, "engine": engine}
         report = building.build_folder(
             documents, folder, settings, writer, show_progress=show_progress, **how
         )

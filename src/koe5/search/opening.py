@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from koe5.search.dense_state import resident
 from koe5.search.index import Index
 from koe5.search.location import is_database
 from koe5.search.store import read_manifest
@@ -64,7 +65,8 @@ def open_index(
 
 
 def read_info(location: str | Path) -> dict:
-    """The manifest of the index at ``location`` (model, settings, counts) without opening the index."""
+    """The manifest of the index at ``location`` (model, settings, counts) without opening the index;
+    for a folder also ``memory``: what its dense side holds in memory (:func:`.dense_state.resident`)."""
     if is_database(location):
         from koe5.search.postgres import PgIndex
 
@@ -73,4 +75,5 @@ def read_info(location: str | Path) -> dict:
             return index.manifest
         finally:
             index.close()
-    return read_manifest(Path(location))
+    manifest = read_manifest(Path(location))
+    return {**manifest, "memory": resident(Path(location), manifest)}

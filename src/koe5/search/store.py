@@ -8,10 +8,12 @@
         chunks.arrow           doc_id, chunk, start, end, text, title, metadata (Arrow IPC, memory-mapped)
         vectors.npy            float32 (chunks, dim), memory-mapped
         tokens.npz, vocab.json Kiwi terms of each chunk (BM25 can be rebuilt without analysing again)
+        codes.npy              compact codes of the vectors (``--vectors`` float16/int8/binary only)
       gen-000003/            the mutable state of one version of the index
         deleted.npy            global chunk rows deleted since the segments were written
         bm25/                  KoreanBM25 over the live chunks
         hnsw.faiss             the HNSW graph, when the dense part uses one
+        calibration.npy        the int8 ranges or binary centre of compact vectors (see dense_state)
 
 Every change writes new segment and generation folders (each through a temporary folder and a
 rename), then replaces ``manifest.json`` in one rename: that rename is the commit. A crash before it

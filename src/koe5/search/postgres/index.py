@@ -29,8 +29,9 @@ import numpy as np
 
 from koe5.errors import InputError
 from koe5.rerank import Reranker
-from koe5.search import building, ranking, reranking
+from koe5.search import building, indexed_model, ranking, reranking
 from koe5.search.chunking import Chunker
+from koe5.search.compact import check_vectors
 from koe5.search.dense import ANN_THRESHOLD, HNSWParams, choose_kind
 from koe5.search.documents import Document
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion
@@ -67,7 +68,7 @@ class PgIndex:
             with db.reading() as conn:
                 self.settings = db.read(conn)["manifest"]
             if encoder is not None:
-                building.check_model(self.location, self.settings, encoder)
+                indexed_model.check_model(self.location, self.settings, encoder)
         except BaseException:
             db.close()  # nobody else holds the pool: its threads would outlive the error
             raise
@@ -95,7 +96,7 @@ class PgIndex:
     def encoder(self):
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = building.load_encoder(self.location, self.settings)
+                self._encoder = indexed_model.load_encoder(self.location, self.settings)
             return self._encoder
 
     def __len__(self) -> int:
@@ -134,6 +135,8 @@ class PgIndex:
         ann: str = "auto",
         ann_threshold: int = ANN_THRESHOLD,
         hnsw: HNSWParams | None = None,
+        vectors: str = "float32",
+        oversample: int | None = None,
         analyzer: KiwiAnalyzer | None = None,
         k1: float = 1.5,
         b: float = 0.75,
@@ -144,6 +147,7 @@ class PgIndex:
         show_progress: bool = False,
         cache=None,
         batch_size: int | None = None,
+        engine=None,
     ) -> PgIndex:
         """:meth:`Index.build <koe5.search.Index.build>` into a database: the same arguments, the
         same chunks, vectors and BM25. The build goes into the schema ``NAME__partial`` one
@@ -152,6 +156,13 @@ class PgIndex:
         started = time.perf_counter()
         if segment_docs < 1:
             raise InputError(f"segment_docs must be positive, got {segment_docs}")
+        if engine is not None:
+            raise InputError("the Ray engine builds folder indexes; build into a database without it")
+        if check_vectors(vectors) != "float32" or oversample is not None:
+            raise InputError(
+                f"a PostgreSQL index keeps float32 vectors, not {vectors} (pgvector 0.6.2 has no halfvec or "
+                "bit types to search them); compact vectors and oversample are for folder indexes"
+            )
         analyzer = analyzer or KiwiAnalyzer()
         chunker = Chunker.for_encoder(encoder, max_tokens=chunk_tokens, overlap=overlap)
         choose_kind(0, ann)

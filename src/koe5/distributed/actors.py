@@ -1,0 +1,50 @@
+"""The actors of one Ray run: how many, what each holds, and their results in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from koe5.errors import EngineError
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The actors of one run: how many, and what each holds (CPUs, GPUs) and may retry."""
+
+    actors: int
+    cpus: float
+    gpus: float
+    restarts: int
+
+    def start(self, cls: type, *args, name: str | None = None) -> list:
+        """``actors`` instances of ``cls(*args, device, threads)`` on the cluster, named ``name-<i>``.
+
+        Ray restarts a dead actor up to ``restarts`` times and runs the calls it lost again.
+        """
+        import ray
+
+        remote = ray.remote(cls)
+        device, threads = ("cuda" if self.gpus else None), max(1, int(self.cpus))
+        return [
+            remote.options(
+                **({"name": f"{name}-{i}"} if name else {}),
+                num_cpus=self.cpus,
+                num_gpus=self.gpus,
+                max_restarts=self.restarts,
+                max_task_retries=self.restarts,
+            ).remote(*args, device, threads)
+            for i in range(self.actors)
+        ]
+
+
+def next_result(pool):
+    """The next result of an :class:`ray.util.ActorPool` in submission order; an actor's own error
+    (e.g. the model is not on that machine) as itself, an actor lost for good as an EngineError."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    try:
+        return pool.get_next()
+    except RayTaskError as exc:
+        raise exc.as_instanceof_cause() from None
+    except RayActorError as exc:
+        raise EngineError(f"a Ray actor died and could not be restarted: {exc}") from exc
