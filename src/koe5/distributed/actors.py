@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from koe5.errors import EngineError
@@ -16,16 +18,19 @@ class Plan:
     gpus: float
     restarts: int
 
-    def start(self, cls: type, *args, name: str | None = None) -> list:
-        """``actors`` instances of ``cls(*args, device, threads)`` on the cluster, named ``name-<i>``.
+    @contextlib.contextmanager
+    def pool(self, cls: type, *args, name: str | None = None) -> Iterator:
+        """An :class:`ray.util.ActorPool` of ``actors`` instances of ``cls(*args, device, threads)``,
+        named ``name-<i>``, for the ``with`` block; the actors are killed after it.
 
         Ray restarts a dead actor up to ``restarts`` times and runs the calls it lost again.
         """
         import ray
+        from ray.util import ActorPool
 
         remote = ray.remote(cls)
         device, threads = ("cuda" if self.gpus else None), max(1, int(self.cpus))
-        return [
+        actors = [
             remote.options(
                 **({"name": f"{name}-{i}"} if name else {}),
                 num_cpus=self.cpus,
@@ -35,6 +40,11 @@ class Plan:
             ).remote(*args, device, threads)
             for i in range(self.actors)
         ]
+        try:
+            yield ActorPool(actors)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
 
 
 def next_result(pool):

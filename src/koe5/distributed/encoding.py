@@ -109,22 +109,13 @@ def _encoded(shards, encoder, model: dict, kind, engine: RayEngine | None) -> It
         for shard in shards:
             yield encode_shard(encoder, shard, kind, None)
         return
-    with engine.session() as plan:
-        import ray
-        from ray.util import ActorPool
-
-        actors = plan.start(TextActor, model, engine.batch_size)
-        pool = ActorPool(actors)
+    with engine.session() as plan, plan.pool(TextActor, model, engine.batch_size) as pool:
         window, submitted = plan.actors * engine.in_flight, 0
-        try:
-            for done in range(len(shards)):
-                while submitted < len(shards) and submitted - done < window:
-                    pool.submit(lambda actor, texts: actor.encode.remote(texts, kind), shards[submitted])
-                    submitted += 1
-                yield next_result(pool)
-        finally:
-            for actor in actors:
-                ray.kill(actor)
+        for done in range(len(shards)):
+            while submitted < len(shards) and submitted - done < window:
+                pool.submit(lambda actor, texts: actor.encode.remote(texts, kind), shards[submitted])
+                submitted += 1
+            yield next_result(pool)
 
 
 def read_vectors(folder: str | Path) -> tuple[list[str], np.ndarray]:

@@ -46,7 +46,7 @@ class SegmentActor:
 
         torch.set_num_threads(threads)
         config = settings["bm25"]["analyzer"]
-        analyzer = KiwiAnalyzer(config["tags"], stopwords=config["stopwords"], num_workers=threads)
+        analyzer = KiwiAnalyzer.from_config(config, num_workers=threads)
         if analyzer.config != config:  # another kiwipiepy on this worker would analyse differently
             raise EngineError(f"this Ray worker's Kiwi is {analyzer.config}, the index's {config}")
         encoder = load_encoder("a Ray build", settings, device=device)
@@ -92,15 +92,10 @@ def ray_pipeline(target, engine) -> Iterator[RayPipeline]:
     """Actors for the build of ``target`` (a :class:`~koe5.search.building.PartialFolder`) for the
     ``with`` block; the cluster is started or joined as ``engine`` (a
     :class:`~koe5.distributed.RayEngine`) says."""
-    with engine.session() as plan:  # which also says so when Ray is not installed
-        import ray
-        from ray.util import ActorPool
-
-        name = f"{ACTOR_PREFIX}{uuid.uuid4().hex[:8]}"
-        actors = plan.start(SegmentActor, target.manifest, engine.batch_size, name=name)
+    name = f"{ACTOR_PREFIX}{uuid.uuid4().hex[:8]}"
+    with (
+        engine.session() as plan,
+        plan.pool(SegmentActor, target.manifest, engine.batch_size, name=name) as pool,
+    ):
         log.info("koe5: building %s on %d Ray actor(s)", target.name, plan.actors)
-        try:
-            yield RayPipeline(target, ActorPool(actors), plan.actors * engine.in_flight)
-        finally:
-            for actor in actors:
-                ray.kill(actor)
+        yield RayPipeline(target, pool, plan.actors * engine.in_flight)

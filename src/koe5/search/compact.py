@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from koe5.errors import InputError
-from koe5.search.dense import EXACT_BELOW, KINDS, HNSWParams, read_graph
+from koe5.search.dense import KINDS, HNSWParams, graph_serves, read_graph, restrict
 
 VECTORS = ("float32", "float16", "int8", "binary")
 
@@ -266,14 +266,11 @@ class CompactIndex:
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         want = min(k * self.oversample, n)
-        use_graph = self.kind == "hnsw" and (allowed is None or allowed.mean() >= EXACT_BELOW)
-        if use_graph:
+        if self.kind == "hnsw" and graph_serves(allowed):
             index, params = self._index, faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, want))
         else:  # a graph's own storage is the exact index of its codes
             index, params = self._flat(), faiss.SearchParameters()
-        if allowed is not None:
-            bits = np.packbits(allowed, bitorder="little")  # must outlive the search call
-            params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        bits = restrict(params, allowed)  # noqa: F841 (faiss reads it during the search)
         _, found = index.search(query[None, :], want, params=params)
         return rescore(self._blocks, self._starts, query, found[0][found[0] >= 0], k)
 

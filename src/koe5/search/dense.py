@@ -115,7 +115,7 @@ class DenseIndex:
         k = min(k, n if allowed is None else int(allowed.sum()))
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if self._hnsw is not None and (allowed is None or allowed.mean() >= EXACT_BELOW):
+        if self._hnsw is not None and graph_serves(allowed):
             return self._search_hnsw(query, k, allowed)
         return self._search_exact(query, k, allowed)
 
@@ -131,9 +131,7 @@ class DenseIndex:
         import faiss
 
         params = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k))
-        if allowed is not None:
-            bits = np.packbits(allowed, bitorder="little")  # must outlive the search call
-            params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+        bits = restrict(params, allowed)  # noqa: F841 (faiss reads it during the search)
         scores, rows = self._hnsw.search(query[None, :], k, params=params)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), scores[0][keep]
@@ -158,6 +156,23 @@ class DenseIndex:
 
     def drop_graph(self) -> None:
         self.kind, self._hnsw = "exact", None
+
+
+def graph_serves(allowed: np.ndarray | None) -> bool:
+    """Whether an HNSW graph should answer a search limited to ``allowed`` rows (else: exact scoring)."""
+    return allowed is None or allowed.mean() >= EXACT_BELOW
+
+
+def restrict(params, allowed: np.ndarray | None) -> np.ndarray | None:
+    """Limit a faiss search to the rows where ``allowed``; returns the bitmap, which must outlive the
+    search call (faiss holds a pointer to it)."""
+    if allowed is None:
+        return None
+    import faiss
+
+    bits = np.packbits(allowed, bitorder="little")
+    params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+    return bits
 
 
 def read_graph(path: str | Path, rows: int, dim: int, ef_search: int):

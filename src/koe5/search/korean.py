@@ -89,8 +89,10 @@ class KiwiAnalyzer:
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> KiwiAnalyzer:
-        return cls(config.get("tags", DEFAULT_TAGS), stopwords=config.get("stopwords", ()))
+    def from_config(cls, config: dict, *, num_workers: int | None = None) -> KiwiAnalyzer:
+        return cls(
+            config.get("tags", DEFAULT_TAGS), stopwords=config.get("stopwords", ()), num_workers=num_workers
+        )
 
     def analyze(self, texts: Sequence[str]) -> list[list[str]]:
         """Content morphemes of each text; an empty list for a text with none (e.g. only punctuation)."""
