@@ -271,7 +271,7 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=HNSWParams.m)
     parser.add_argument("--ef-construction", type=int, default=HNSWParams.ef_construction)
     parser.add_argument("--ef-search", type=int, default=HNSWParams.ef_search)
-    parser.add_argument("--oversample", type=int, default=None, help="default: the kind's")
+    parser.add_argument("--oversample", default="", help="N,...; default: the kind's")
     parser.add_argument("--engines", action="store_true", help="compare the ANN libraries instead")
     parser.add_argument("--data", type=Path, default=cache_dir() / "bench" / "compact_scale")
     parser.add_argument("--out", type=Path, help="default: results/compact_scale.json (compact_engines.json)")
@@ -284,7 +284,8 @@ def main() -> None:
         print(json.dumps(build(args.folder, args.kinds, params)))
         return
     if args.child == "search":
-        print(json.dumps(search(args.folder, args.kinds, params, args.oversample)))
+        oversample = int(args.oversample) if args.oversample else None
+        print(json.dumps(search(args.folder, args.kinds, params, oversample)))
         return
 
     out = (
@@ -300,25 +301,38 @@ def main() -> None:
             results.setdefault("engines", {})[f"{n:,} × {dim}"] = engines(folder, params)
             save(out, results)
             continue
+        oversamples = [int(o) for o in args.oversample.split(",") if o] or [None]
         for kind in args.kinds.split(","):
-            key = f"{n:,} x {dim} {kind}" + (f", oversample {args.oversample}" if args.oversample else "")
-            if key in results.setdefault("entries", {}) and not args.again:
-                print(f"# {key}: measured before (--again measures it anew)", flush=True)
+            keys = {
+                o: f"{n:,} x {dim} {kind}"
+                + (f", oversample {o}" if o not in (None, DEFAULT_OVERSAMPLE.get(kind)) else "")
+                for o in oversamples
+            }
+            done = results.setdefault("entries", {})
+            todo = [o for o, key in keys.items() if args.again or key not in done]
+            if not todo:
+                print(f"# {n:,} x {dim} {kind}: measured before (--again measures it anew)", flush=True)
                 continue
-            results["entries"][key] = measure(folder, n, dim, kind, params, args.oversample)
+            for o, entry in measure(folder, n, dim, kind, params, todo).items():
+                results["entries"][keys[o]] = entry
             save(out, results)
     results["machine"] = machine()
     save(out, results)
 
 
-def measure(folder: Path, n: int, dim: int, kind: str, params: HNSWParams, oversample: int | None) -> dict:
-    """Build, then search, each in its own process; the graph is removed afterwards (disk)."""
-    entry = {"rows": n, "dim": dim, "vectors": kind, **child("build", folder, kind, params, None)}
-    print(f"# {n:,} x {dim} {kind}: {entry}", flush=True)
-    entry.update(child("search", folder, kind, params, oversample))
-    print(f"# {n:,} x {dim} {kind}: {entry}", flush=True)
+def measure(
+    folder: Path, n: int, dim: int, kind: str, params: HNSWParams, oversamples: list[int | None]
+) -> dict:
+    """Build once, then search with each oversample, each step in its own process; the graph is
+    removed afterwards (disk). One entry per oversample, the build's figures in each."""
+    built = {"rows": n, "dim": dim, "vectors": kind, **child("build", folder, kind, params, None)}
+    print(f"# {n:,} x {dim} {kind}: {built}", flush=True)
+    entries = {}
+    for oversample in oversamples:
+        entries[oversample] = {**built, **child("search", folder, kind, params, oversample)}
+        print(f"# {n:,} x {dim} {kind}: {entries[oversample]}", flush=True)
     (folder / f"{kind}.hnsw").unlink()
-    return entry
+    return entries
 
 
 def save(path: Path, results: dict) -> None:

@@ -3,9 +3,10 @@
 1. The same ~10k one-chunk documents (Korean sentences and answers of the training material, as in
    ``postgres_store.py``) built three times with the default model, no embedding cache: in one process
    (torch on every core), and with ``--engine ray`` on a local cluster started by the build (1 actor of
-   1 CPU; as many 1-CPU actors as cores). Documents/s of each, the Ray builds' ratio to the one-process
-   build, the local cluster's start and stop alone, and a check that the Ray build is the same index
-   (vectors' largest difference, top-10 of 50 queries in three modes).
+   1 CPU; as many 1-CPU actors as cores), and once more joining a cluster already running (as with
+   ``--address``), as a user with a cluster does. Documents/s of each, the Ray builds' ratio to the
+   one-process build, the local cluster's start and stop alone, and a check that the Ray build is the
+   same index (vectors' largest difference, top-10 of 50 queries in three modes).
 2. From the H100 figures in ``gpu_speed.json`` (koe5 torch auto, passages of ~388 tokens): GPU-hours
    for 100M passages with the default model and with a model of KoE5's shape (e5-large), and the
    wall-clock time on N GPU actors.
@@ -111,6 +112,16 @@ def main() -> None:
         rows.append({"build": f"Ray, {actors} actor(s) of 1 CPU", "seconds": round(seconds, 1),
                      "same index": same_index(single, index, queries, vectors)})  # fmt: skip
         print(rows[-1], flush=True)
+    # A user with a cluster joins it (--address) instead of starting one per build: the engine's own
+    # cost is then the actors' start (model load) and the driver's share of the cores.
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    try:
+        index, seconds = build(docs_file, encoder, tmp / "running", RayEngine(actors=cores))
+    finally:
+        ray.shutdown()
+    rows.append({"build": f"Ray on a running cluster, {cores} actors of 1 CPU", "seconds": round(seconds, 1),
+                 "same index": same_index(single, index, queries, vectors)})  # fmt: skip
+    print(rows[-1], flush=True)
     chunks = single.manifest["counts"]["chunks"]
     for row in rows:
         row["documents/s"] = round(len(texts) / row["seconds"], 1)

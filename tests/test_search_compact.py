@@ -1,4 +1,4 @@
-"""Compact vectors (float16, int8, binary) against exact float32 search: the codec, candidate search
+"""Compact vectors (float16, int8, int4, binary) against exact float32 search: the codec, candidate search
 with rescoring, filters, and an index built, changed and reopened with each setting."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from koe5.search.compact import DEFAULT_OVERSAMPLE, Codec, CompactIndex, rescore
 from koe5.search.dense import DenseIndex, HNSWParams
 from koe5.search.dense_state import CALIBRATION, CODES
 
-KINDS = ("float16", "int8", "binary")
+KINDS = ("float16", "int8", "int4", "binary")
 SMALL_HNSW = HNSWParams(m=16, ef_construction=64, ef_search=64)
 
 
@@ -55,7 +55,7 @@ def test_each_kind_finds_the_exact_top_10_with_exact_scores(data, kind, ann):
     index.add(vectors[1000:])  # rows numbered on across blocks
     assert len(index) == 3000 and index.oversample == DEFAULT_OVERSAMPLE[kind]
     # 64 bits say little about 64-dim noise: binary needs more candidates here than on real vectors
-    floor = {"float16": 0.99, "int8": 0.99, "binary": 0.7}[kind] if ann == "exact" else 0.7
+    floor = {"float16": 0.99, "int8": 0.99, "int4": 0.95, "binary": 0.7}[kind] if ann == "exact" else 0.7
     assert _recall(index, exact, queries) >= floor
     for q in queries[:10]:
         rows, scores = index.search(q, 10)
@@ -137,7 +137,29 @@ def test_binary_codes_are_the_sign_bits_around_the_corpus_mean():
     row[0, [0, 9, 15]] += 0.1  # above the mean in dimensions 0, 9 and 15 only
     assert codec.encode(row)[0, :2].tolist() == [0b00000001, 0b10000010]
     with pytest.raises(InputError, match="vectors must be one of"):
-        Codec.calibrate("int4", sample)
+        Codec.calibrate("int2", sample)
+
+
+def test_int4_codes_hold_four_bits_a_dimension_and_its_ann_is_an_inverted_file(data, tmp_path):
+    import faiss
+
+    vectors, queries, exact = data
+    codec = Codec.calibrate("int4", vectors)
+    np.testing.assert_allclose(codec.params, vectors.mean(axis=0), atol=1e-6)  # centred as binary
+    assert codec.code_size == codec.encode(vectors[:3]).shape[1] and 4 * 64 // 8 < codec.code_size <= 64
+    index = CompactIndex(codec, "hnsw", SMALL_HNSW, oversample=1)
+    index.add(vectors)
+    ivf = faiss.downcast_index(index._index)
+    assert isinstance(ivf, faiss.IndexIVFRaBitQ) and ivf.nlist == 64 and ivf.nprobe == 16  # sqrt(3000)
+    # at 1 candidate a result, 4 bits find what 1 bit cannot (the oversampling test below)
+    assert _recall(index, exact, queries) >= 0.8
+    index.save_graph(tmp_path / "ivf.faiss")
+    again = CompactIndex(codec, "exact", SMALL_HNSW, oversample=1)
+    again.attach([vectors], None)
+    again.load_graph(tmp_path / "ivf.faiss")
+    assert [again.search(q, 10)[0].tolist() for q in queries] == [
+        index.search(q, 10)[0].tolist() for q in queries
+    ]
 
 
 @pytest.mark.parametrize("ann", ["exact", "hnsw"])
@@ -234,7 +256,7 @@ def test_add_delete_compact_and_reopen_keep_the_setting(tiny, docs, tmp_path, fl
         assert _dense(again, q, 10) == _dense(pair[0], q, 10)
 
 
-@pytest.mark.parametrize("kind", ["int8", "binary"])
+@pytest.mark.parametrize("kind", ["int8", "int4", "binary"])
 def test_hnsw_over_codes_grows_compacts_and_reopens(tiny, docs, tmp_path, kind):
     # calibrated on 3 documents, the codes of the rest are clipped: enough candidates to hold them all
     options = {"chunk_tokens": 64, "overlap": 8, "vectors": kind, "oversample": 10}
@@ -267,8 +289,10 @@ def test_missing_codes_are_named(tiny, docs, tmp_path):
 
 
 def test_settings_are_checked_and_never_mixed(tiny, docs, tmp_path, monkeypatch):
-    with pytest.raises(InputError, match="vectors must be one of float32, float16, int8, binary, not 'int4'"):
-        Index.build(docs, tiny, tmp_path / "a", vectors="int4")
+    with pytest.raises(
+        InputError, match="vectors must be one of float32, float16, int8, int4, binary, not 'int2'"
+    ):
+        Index.build(docs, tiny, tmp_path / "a", vectors="int2")
     with pytest.raises(InputError, match="oversample applies to compact vectors"):
         Index.build(docs, tiny, tmp_path / "a", oversample=4)
     with pytest.raises(InputError, match="oversample must be a positive integer"):

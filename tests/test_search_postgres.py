@@ -72,11 +72,11 @@ def test_urls():
 
 def test_compact_vectors_are_refused_before_any_connection(tiny, docs):
     url = "postgresql://nobody@127.0.0.1:1/none?index=compact"  # nothing listens: refused first
-    for vectors in ("float16", "int8", "binary"):
+    for vectors in ("float16", "int8", "int4", "binary"):
         with pytest.raises(InputError, match=f"keeps float32 vectors, not {vectors} \\(pgvector 0.6.2"):
             Index.build(docs, tiny, url, vectors=vectors)
     with pytest.raises(InputError, match="vectors must be one of"):
-        Index.build(docs, tiny, url, vectors="int4")
+        Index.build(docs, tiny, url, vectors="int2")
     with pytest.raises(InputError, match="oversample are for folder indexes"):
         Index.build(docs, tiny, url, oversample=4)
 

@@ -106,8 +106,12 @@ def test_garbage_is_what_the_manifest_does_not_name(tmp_path):
         (tmp_path / gen).mkdir()
     (tmp_path / ".gen-000003.tmp-abc").mkdir()
     (tmp_path / ".manifest.json.tmp-xyz").write_text("half")
+    live = tmp_path / "segments" / "000002"
+    kept = sorted(p.name for p in live.iterdir())
+    (live / ".codes.npy.tmp-killed").write_bytes(b"half")  # codes written later, the writer killed
     store.collect_garbage(tmp_path, {"segments": [{"name": "000002"}], "generation": "gen-000002"})
     assert sorted(p.name for p in (tmp_path / "segments").iterdir()) == ["000002"]
+    assert sorted(p.name for p in live.iterdir()) == kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen-000002", "segments"]
 
 

@@ -83,7 +83,7 @@ VectorsOpt = Annotated[
     str,
     typer.Option(
         "--vectors",
-        help="Dense vectors in memory: float32, or compact float16, int8 or binary (candidates then "
+        help="Dense vectors in memory: float32, or compact float16, int8, int4 or binary (candidates then "
         "rescored from the float32 vectors on disk).",
     ),
 ]

@@ -2,7 +2,7 @@
 
 Modules, in the order data flows through them: ``documents`` (reading JSONL/CSV/Parquet/folders),
 ``chunking`` (token-aware chunks), ``korean`` (Kiwi analysis), ``bm25`` (Korean BM25 on bm25s),
-``dense`` (exact and HNSW vector search), ``compact`` (float16, int8 or binary codes searched in its
+``dense`` (exact and HNSW vector search), ``compact`` (float16, int8, int4 or binary codes searched in its
 stead, the best rescored), ``hybrid`` (fusion), ``store`` (the folder on disk),
 ``index`` (:class:`Index`: build, add, delete, search), ``reranking`` (a cross-encoder reorders the
 best results: ``search(..., rerank=...)``). The benchmark's retrievers over these parts live in

@@ -1,13 +1,16 @@
-"""Compact vectors for the dense side: float16, int8 or binary codes in memory, float32 rows on disk.
+"""Compact vectors for the dense side: float16, int8, int4 or binary codes in memory, float32 rows on disk.
 
-An index built with ``vectors="int8"`` (or ``"float16"``, ``"binary"``) searches compact codes of its
-chunk vectors for candidates, then rescores the ``oversample × k`` best of them exactly, from the
+An index built with ``vectors="int8"`` (or ``"float16"``, ``"int4"``, ``"binary"``) searches compact
+codes of its chunk vectors for candidates, then rescores the ``oversample × k`` best of them exactly, from the
 float32 vectors the segments keep in memory-mapped files. Only the candidates' rows are read, so the
 full vectors never have to be resident: memory holds the codes (and their HNSW graph, above the
-index's ANN threshold), and the scores a search returns are the float32 inner products.
+index's ANN threshold; for int4 an inverted file instead, see :meth:`Codec.graph`), and the scores a
+search returns are the float32 inner products.
 
 - ``float16``: 2 bytes a dimension, faiss's half floats; candidates almost exactly float32's.
 - ``int8``: 1 byte a dimension, each dimension's range calibrated on the corpus (:meth:`Codec.calibrate`).
+- ``int4``: 4 bits a dimension (and 20 bytes a row), RaBitQ's extended codes of the row less the
+  corpus mean: the sign bit and three more.
 - ``binary``: 1 bit a dimension (and 8 bytes a row), the signs of the row less the corpus mean.
 
 The calibration is stored with the index and never changes: rows added later are coded with the same
@@ -36,12 +39,15 @@ import numpy as np
 from koe5.errors import InputError
 from koe5.search.dense import KINDS, HNSWParams, graph_serves, read_graph, restrict
 
-VECTORS = ("float32", "float16", "int8", "binary")
+VECTORS = ("float32", "float16", "int8", "int4", "binary")
+
+#: Bits a dimension of the RaBitQ kinds.
+RABITQ_BITS = {"binary": 1, "int4": 4}
 
 #: Candidates rescored per result, by kind: the smallest multiple (at least 2) that found ≥ 0.995 of
 #: float32's top 10 on Korean passages outside the benchmark suite (StrategyQA-ko and Welfare-QA,
 #: ``benchmarks/compact_quality.py --dev``; the sweep is on docs/performance.md).
-DEFAULT_OVERSAMPLE = {"float16": 2, "int8": 2, "binary": 16}
+DEFAULT_OVERSAMPLE = {"float16": 2, "int8": 2, "int4": 2, "binary": 16}
 
 #: Rows a build reads to calibrate (the int8 ranges, the binary centre): evenly spaced over the whole
 #: corpus, so that a corpus sorted by topic is sampled across its topics.
@@ -64,7 +70,9 @@ def setting(vectors: str, oversample: int | None) -> dict:
     check_vectors(vectors)
     if vectors == "float32":
         if oversample is not None:
-            raise InputError("oversample applies to compact vectors (float16, int8, binary), not float32")
+            raise InputError(
+                "oversample applies to compact vectors (float16, int8, int4, binary), not float32"
+            )
         return {}
     if oversample is None:
         oversample = DEFAULT_OVERSAMPLE[vectors]
@@ -107,7 +115,7 @@ class Codec:
             # E5's large values sit in a few dimensions and rank passages, they are not noise to clip
             low, high = sample.min(axis=0), sample.max(axis=0)
             params = np.stack([low, np.maximum(high, low + 1e-6)]).astype(np.float32)  # > 0 wide
-        elif kind == "binary":
+        elif kind in RABITQ_BITS:
             # bits around the corpus mean, not 0: E5's vectors share a large common direction, so raw
             # signs are nearly constant in many dimensions (compact_quality.py --dev measures both)
             params = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -126,8 +134,12 @@ class Codec:
 
     @property
     def code_size(self) -> int:
-        """Bytes a row (binary: the bits, then RaBitQ's two float32 factors)."""
-        return {"float16": 2 * self.dim, "int8": self.dim, "binary": (self.dim + 7) // 8 + 8}[self.kind]
+        """Bytes a row (binary and int4: the bits, then RaBitQ's float32 factors)."""
+        if self.kind in RABITQ_BITS:
+            import faiss
+
+            return faiss.IndexRaBitQ(self.dim, faiss.METRIC_L2, RABITQ_BITS[self.kind]).code_size
+        return {"float16": 2 * self.dim, "int8": self.dim}[self.kind]
 
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         """The codes of float32 rows, ``(n, code_size)`` bytes."""
@@ -137,10 +149,25 @@ class Codec:
         """An empty faiss index that searches codes exhaustively (a float query against the codes)."""
         return self._quantizer()
 
-    def graph(self, params: HNSWParams):
-        """An empty faiss HNSW graph over codes (see :data:`ANN` for why faiss's)."""
+    def graph(self, params: HNSWParams, blocks: list[np.ndarray]):
+        """An empty faiss ANN index over codes (see :data:`ANN` for why faiss's) for the rows of
+        ``blocks``: an HNSW graph; for int4 an inverted file, its lists trained on a sample of them.
+
+        int4's codes (212 bytes a row at 384 dimensions) and an HNSW graph's links (256 bytes a row at
+        M=32) would not hold 10M rows in 4 GB; an inverted file over them adds 8 bytes a row (its ids)
+        and ``sqrt(rows)`` centroids, and its 4-bit estimates find more of the exact top 10 at 2
+        candidates a result than the graph over 1-bit codes at 16 (``benchmarks/compact_scale.py``).
+        """
         import faiss
 
+        if self.kind == "int4":
+            lists = ivf_lists(sum(len(b) for b in blocks))
+            index = faiss.IndexIVFRaBitQ(
+                faiss.IndexFlatL2(self.dim), self.dim, lists, faiss.METRIC_L2, True, 4
+            )
+            index.train(sample_rows(blocks, 64 * lists))  # k-means: 64 rows a list (faiss's advice: 39+)
+            index.nprobe = ivf_probes(lists)
+            return index
         if self.kind == "binary":
             index = faiss.IndexHNSWRaBitQ(self.dim, params.m, 1)  # 1 bit a dimension
         else:
@@ -163,10 +190,10 @@ class Codec:
     def _quantizer(self):
         import faiss
 
-        if self.kind == "binary":
+        if self.kind in RABITQ_BITS:
             # faiss's HNSW over RaBitQ measures L2 only; on unit vectors L2 orders rows as the inner
             # product does, and the candidates are rescored by inner product anyway
-            index = faiss.IndexRaBitQ(self.dim, faiss.METRIC_L2)
+            index = faiss.IndexRaBitQ(self.dim, faiss.METRIC_L2, RABITQ_BITS[self.kind])
         else:
             index = faiss.IndexScalarQuantizer(self.dim, self._qtype(), faiss.METRIC_INNER_PRODUCT)
         self._train(index)
@@ -179,9 +206,21 @@ class Codec:
         if self.kind == "int8":
             low, high = self.params
             faiss.copy_array_to_vector(np.concatenate([low, high - low]).astype(np.float32), index.sq.trained)
-        elif self.kind == "binary":
+        elif self.kind in RABITQ_BITS:
             faiss.copy_array_to_vector(self.params, index.center)
         index.is_trained = True
+
+
+def ivf_lists(rows: int) -> int:
+    """Lists of an int4 inverted file: the power of two nearest ``sqrt(rows)``, at least 16."""
+    return max(16, 2 ** round(np.log2(max(rows, 1)) / 2))
+
+
+def ivf_probes(lists: int) -> int:
+    """Lists an int4 search reads: 16, or 1/128 of them in a larger file (32 of 4,096 at 10M rows):
+    ~0.98 of the exact top 10 among 2x candidates on the clustered synthetic collections of
+    ``benchmarks/compact_scale.py`` (1M and 10M rows), the bundled tasks not involved."""
+    return max(16, lists // 128)
 
 
 #: The ANN over codes is faiss's HNSW (IndexHNSWSQ for float16/int8, IndexHNSWRaBitQ for binary), not
@@ -207,7 +246,7 @@ class CompactIndex:
         self.oversample = oversample or DEFAULT_OVERSAMPLE[codec.kind]
         self._blocks: list[np.ndarray] = []
         self._starts = np.zeros(1, np.int64)
-        self._index = codec.graph(self.params) if kind == "hnsw" else codec.flat()
+        self._index = None if kind == "hnsw" else codec.flat()  # a graph is made with its first rows
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -246,8 +285,19 @@ class CompactIndex:
             raise InputError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
         if not len(vectors):
             return
-        self._set_blocks([*self._blocks, vectors])
-        self._insert(self._index, vectors)
+        self.extend([vectors])
+
+    def extend(self, blocks: list[np.ndarray]) -> None:
+        """Append several blocks of rows at once: a new graph (an int4 inverted file's lists) is then
+        made from a sample of all of them, not of the first."""
+        blocks = [np.asarray(b, dtype=np.float32) for b in blocks if len(b)]
+        if not blocks:
+            return
+        self._set_blocks([*self._blocks, *blocks])
+        if self._index is None:
+            self._index = self.codec.graph(self.params, blocks)
+        for block in blocks:
+            self._insert(self._index, block)
 
     def _insert(self, index, block: np.ndarray, step: int = 65_536) -> None:
         for start in range(0, len(block), step):  # bounded copies of a memory-mapped block
@@ -266,7 +316,12 @@ class CompactIndex:
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         want = min(k * self.oversample, n)
-        if self.kind == "hnsw" and graph_serves(allowed):
+        ivf = isinstance(self._index, faiss.IndexIVF)
+        if ivf:  # a filter that leaves few rows reads every list, skipping the rows it excludes
+            probes = self._index.nprobe if graph_serves(allowed) else self._index.nlist
+            index, params = self._index, faiss.IVFRaBitQSearchParameters()
+            params.nprobe = probes
+        elif self.kind == "hnsw" and graph_serves(allowed):
             index, params = self._index, faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, want))
         else:  # a graph's own storage is the exact index of its codes
             index, params = self._flat(), faiss.SearchParameters()
@@ -283,9 +338,10 @@ class CompactIndex:
 
     def build_graph(self) -> None:
         """(Re)build HNSW over all rows, e.g. when a collection grows past the threshold."""
-        self.kind, self._index = "hnsw", self.codec.graph(self.params)
-        for block in self._blocks:
-            self._insert(self._index, block)
+        blocks, self._blocks, self._index = self._blocks, [], None
+        self.kind = "hnsw"
+        self._set_blocks([])
+        self.extend(blocks)
 
     def save_graph(self, path: str | Path) -> None:
         import faiss
@@ -296,6 +352,8 @@ class CompactIndex:
 
     def load_graph(self, path: str | Path) -> None:
         self.kind, self._index = "hnsw", read_graph(path, len(self), self.dim, self.params.ef_search)
+        if self.codec.kind == "int4":  # an inverted file: its lists read a search, set with its size
+            self._index.nprobe = ivf_probes(self._index.nlist)
 
     def drop_graph(self) -> None:
         self.kind = "exact"

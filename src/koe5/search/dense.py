@@ -182,5 +182,6 @@ def read_graph(path: str | Path, rows: int, dim: int, ef_search: int):
     index = faiss.read_index(str(path))
     if index.ntotal != rows or index.d != dim:
         raise InputError(f"{path}: HNSW graph holds {index.ntotal} vectors, expected {rows}")
-    index.hnsw.efSearch = ef_search
+    if hasattr(index, "hnsw"):  # an int4 index's inverted file has its own setting (compact.py)
+        index.hnsw.efSearch = ef_search
     return index

@@ -4,8 +4,8 @@ and what it holds in memory.
 ::
 
     segments/000001/codes.npy   compact codes of the segment's vectors (an index of compact vectors)
-    gen-000003/calibration.npy  int8 ranges or binary thresholds (:class:`~koe5.search.compact.Codec`)
-    gen-000003/hnsw.faiss       the HNSW graph, over the vectors (float32) or over the codes
+    gen-000003/calibration.npy  int8 ranges or binary/int4 centre (:class:`~koe5.search.compact.Codec`)
+    gen-000003/hnsw.faiss       the HNSW graph, over the vectors (float32) or the codes; int4: an IVF
 
 Codes are written before the manifest that names their segment is committed, as every other file
 (:mod:`~koe5.search.store`); the calibration is made once, by the build, so a segment's codes never

@@ -149,9 +149,9 @@ class Index:
         ``chunk_tokens``: chunk size in tokens, prefix and special tokens included (default and
         maximum: the model's ``max_length``); ``overlap``: tokens shared by consecutive chunks;
         ``ann``: ``"auto"`` (exact below ``ann_threshold`` chunks, else HNSW), ``"exact"`` or
-        ``"hnsw"``; ``vectors``: ``"float32"``, ``"float16"``, ``"int8"`` or ``"binary"``, searched with
-        ``oversample`` × k candidates rescored (:mod:`~koe5.search.compact`); ``analyzer``/``k1``/``b``:
-        the Korean BM25; ``fusion``: the index's default hybrid.
+        ``"hnsw"``; ``vectors``: ``"float32"``, ``"float16"``, ``"int8"``, ``"int4"`` or ``"binary"``,
+        searched with ``oversample`` × k candidates rescored (:mod:`~koe5.search.compact`);
+        ``analyzer``/``k1``/``b``: the Korean BM25; ``fusion``: the index's default hybrid.
 
         Written beside ``folder`` (``.<name>.partial``), ``segment_docs`` documents a segment, and moved
         into place at the end (replacing an index needs ``overwrite``); after a crash, ``resume=True``

@@ -8,12 +8,12 @@
         chunks.arrow           doc_id, chunk, start, end, text, title, metadata (Arrow IPC, memory-mapped)
         vectors.npy            float32 (chunks, dim), memory-mapped
         tokens.npz, vocab.json Kiwi terms of each chunk (BM25 can be rebuilt without analysing again)
-        codes.npy              compact codes of the vectors (``--vectors`` float16/int8/binary only)
+        codes.npy              compact codes of the vectors (``--vectors`` float16/int8/int4/binary only)
       gen-000003/            the mutable state of one version of the index
         deleted.npy            global chunk rows deleted since the segments were written
         bm25/                  KoreanBM25 over the live chunks
         hnsw.faiss             the HNSW graph, when the dense part uses one
-        calibration.npy        the int8 ranges or binary centre of compact vectors (see dense_state)
+        calibration.npy        the int8 ranges or binary/int4 centre of compact vectors (see dense_state)
 
 Every change writes new segment and generation folders (each through a temporary folder and a
 rename), then replaces ``manifest.json`` in one rename: that rename is the commit. A crash before it
@@ -188,6 +188,9 @@ def collect_garbage(folder: Path, manifest: dict) -> None:
         for entry in seg_root.iterdir():
             if entry.name not in live_segments:
                 shutil.rmtree(entry, ignore_errors=True)
+            else:  # a file written into a live segment later (its codes) by a process that was killed
+                for stale in entry.glob(".*.tmp-*"):
+                    stale.unlink(missing_ok=True)
     for entry in folder.iterdir():
         stale_gen = entry.name.startswith("gen-") and entry.name != manifest["generation"]
         if stale_gen or (entry.name.startswith(".") and ".tmp-" in entry.name):
