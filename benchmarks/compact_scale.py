@@ -137,7 +137,7 @@ def build(folder: Path, kind: str, params: HNSWParams) -> dict:
     return {"build (s)": round(seconds, 1), "memory after build": memory()}
 
 
-def search(folder: Path, kind: str, params: HNSWParams, oversample: int | None) -> dict:
+def search(folder: Path, kind: str, params: HNSWParams, oversample: int | None, probes: int | None) -> dict:
     path = folder / "vectors.npy"
     fd = os.open(path, os.O_RDONLY)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # what the build and the truth read
@@ -152,6 +152,8 @@ def search(folder: Path, kind: str, params: HNSWParams, oversample: int | None) 
         index = CompactIndex(codec, "exact", params, oversample)
         index.attach([vectors], None)
     index.load_graph(folder / f"{kind}.hnsw")
+    if probes:  # int4's inverted file: lists read a query, instead of koe5's rule
+        index._index.nprobe = probes
     opened = memory()
     for q in queries[:WARMUP]:
         index.search(q, K)
@@ -163,6 +165,7 @@ def search(folder: Path, kind: str, params: HNSWParams, oversample: int | None) 
         recall.append(len(np.intersect1d(rows, true)) / K)
     return {
         "oversample": getattr(index, "oversample", None),
+        **({"lists read": int(index._index.nprobe)} if kind == "int4" else {}),
         **figures(times, recall),
         "memory after opening": opened,
         "memory after searching": memory(),
@@ -178,13 +181,17 @@ def figures(times: list[float], recall: list[float]) -> dict:
     }
 
 
-def child(step: str, folder: Path, kind: str, params: HNSWParams, oversample: int | None) -> dict:
+def child(
+    step: str, folder: Path, kind: str, params: HNSWParams, oversample: int | None, probes: int | None = None
+) -> dict:
     """Run ``step`` of ``kind`` in a fresh process (so each measures its own memory), return its figures."""
     command = [sys.executable, __file__, "--child", step, "--folder", str(folder), "--kinds", kind,
                "--m", str(params.m), "--ef-construction", str(params.ef_construction),
                "--ef-search", str(params.ef_search)]  # fmt: skip
     if oversample:
         command += ["--oversample", str(oversample)]
+    if probes:
+        command += ["--probes", str(probes)]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -272,6 +279,7 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=HNSWParams.ef_construction)
     parser.add_argument("--ef-search", type=int, default=HNSWParams.ef_search)
     parser.add_argument("--oversample", default="", help="N,...; default: the kind's")
+    parser.add_argument("--probes", default="", help="int4: lists read a query, N,...; default: koe5's")
     parser.add_argument("--engines", action="store_true", help="compare the ANN libraries instead")
     parser.add_argument("--data", type=Path, default=cache_dir() / "bench" / "compact_scale")
     parser.add_argument("--out", type=Path, help="default: results/compact_scale.json (compact_engines.json)")
@@ -285,7 +293,8 @@ def main() -> None:
         return
     if args.child == "search":
         oversample = int(args.oversample) if args.oversample else None
-        print(json.dumps(search(args.folder, args.kinds, params, oversample)))
+        probes = int(args.probes) if args.probes else None
+        print(json.dumps(search(args.folder, args.kinds, params, oversample, probes)))
         return
 
     out = (
@@ -302,11 +311,14 @@ def main() -> None:
             save(out, results)
             continue
         oversamples = [int(o) for o in args.oversample.split(",") if o] or [None]
+        probes = [int(p) for p in args.probes.split(",") if p] or [None]
         for kind in args.kinds.split(","):
             keys = {
-                o: f"{n:,} x {dim} {kind}"
+                (o, p): f"{n:,} x {dim} {kind}"
                 + (f", oversample {o}" if o not in (None, DEFAULT_OVERSAMPLE.get(kind)) else "")
+                + (f", {p} lists read" if p else "")
                 for o in oversamples
+                for p in probes
             }
             done = results.setdefault("entries", {})
             todo = [o for o, key in keys.items() if args.again or key not in done]
@@ -320,17 +332,15 @@ def main() -> None:
     save(out, results)
 
 
-def measure(
-    folder: Path, n: int, dim: int, kind: str, params: HNSWParams, oversamples: list[int | None]
-) -> dict:
-    """Build once, then search with each oversample, each step in its own process; the graph is
-    removed afterwards (disk). One entry per oversample, the build's figures in each."""
+def measure(folder: Path, n: int, dim: int, kind: str, params: HNSWParams, settings: list[tuple]) -> dict:
+    """Build once, then search with each (oversample, lists read) setting, each step in its own
+    process; the graph is removed afterwards (disk). One entry per setting, the build's in each."""
     built = {"rows": n, "dim": dim, "vectors": kind, **child("build", folder, kind, params, None)}
     print(f"# {n:,} x {dim} {kind}: {built}", flush=True)
     entries = {}
-    for oversample in oversamples:
-        entries[oversample] = {**built, **child("search", folder, kind, params, oversample)}
-        print(f"# {n:,} x {dim} {kind}: {entries[oversample]}", flush=True)
+    for oversample, probes in settings:
+        entries[oversample, probes] = {**built, **child("search", folder, kind, params, oversample, probes)}
+        print(f"# {n:,} x {dim} {kind}: {entries[oversample, probes]}", flush=True)
     (folder / f"{kind}.hnsw").unlink()
     return entries
 

@@ -692,9 +692,9 @@ def compact_scale(name: str) -> str:
     out = about(
         "Clustered synthetic vectors, HNSW over the codes (M="
         f"{h['m']}, efConstruction={h['ef_construction']}, efSearch={h['ef_search']} or the candidates "
-        "wanted; int4: an inverted file of the power of two nearest √rows lists, 16 of them read or 1/128 "
-        "above 2,048), 1,000 queries one at a time, k=10, the vectors file dropped from the page cache "
-        "before the search process opens the index; memory: that process's resident MB after the queries, "
+        "wanted; int4: an inverted file of the power of two nearest √rows lists), 1,000 queries one at "
+        "a time, k=10, the vectors file dropped from the page cache before the search process opens "
+        "the index; memory: that process's resident MB after the queries, "
         "anonymous (codes, graph, Python) and file-backed (the vector rows rescoring read)",
         *compact_machine(r["machine"]),
         name,
@@ -705,7 +705,8 @@ def compact_scale(name: str) -> str:
         mem = e["memory after searching"]
         size = f"{e['rows']:,} × {e['dim']}"
         memory = [f"{mem['anonymous (MB)']:,}", f"{mem['file-backed (MB)']:,}"]
-        body.append([size, e["vectors"], cell(e["oversample"]), f"{e['build (s)']:,.0f}", *memory, *speed(e)])
+        kind = e["vectors"] + (f", {e['lists read']} lists read" if "lists read" in e else "")
+        body.append([size, kind, cell(e["oversample"]), f"{e['build (s)']:,.0f}", *memory, *speed(e)])
     head = ["vectors", "kind", "oversample", "build (s)", "anonymous (MB)", "file-backed (MB)", "p50 (ms)",
             "p99 (ms)", "recall@10 vs exact"]  # fmt: skip
     return out + table(head, body, [False, False] + [True] * 7)
