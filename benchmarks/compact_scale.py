@@ -321,12 +321,12 @@ def main() -> None:
                 for p in probes
             }
             done = results.setdefault("entries", {})
-            todo = [o for o, key in keys.items() if args.again or key not in done]
+            todo = [setting for setting, key in keys.items() if args.again or key not in done]
             if not todo:
                 print(f"# {n:,} x {dim} {kind}: measured before (--again measures it anew)", flush=True)
                 continue
-            for o, entry in measure(folder, n, dim, kind, params, todo).items():
-                results["entries"][keys[o]] = entry
+            for setting, entry in measure(folder, n, dim, kind, params, todo).items():
+                results["entries"][keys[setting]] = entry
             save(out, results)
     results["machine"] = machine()
     save(out, results)

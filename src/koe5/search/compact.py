@@ -295,8 +295,8 @@ class CompactIndex:
         if not blocks:
             return
         self._set_blocks([*self._blocks, *blocks])
-        if self._index is None:
-            self._index = self.codec.graph(self.params, blocks)
+        if self._index is None:  # an HNSW index's first rows: these are all its rows
+            self._index = self.codec.graph(self.params, self._blocks)
         for block in blocks:
             self._insert(self._index, block)
 
@@ -317,8 +317,7 @@ class CompactIndex:
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         want = min(k * self.oversample, n)
-        ivf = isinstance(self._index, faiss.IndexIVF)
-        if ivf:  # a filter that leaves few rows reads every list, skipping the rows it excludes
+        if self._ivf:  # a filter that leaves few rows reads every list, skipping the rows it excludes
             probes = self._index.nprobe if graph_serves(allowed) else self._index.nlist
             index, params = self._index, faiss.IVFRaBitQSearchParameters()
             params.nprobe = probes
@@ -339,10 +338,14 @@ class CompactIndex:
 
     def build_graph(self) -> None:
         """(Re)build HNSW over all rows, e.g. when a collection grows past the threshold."""
-        blocks, self._blocks, self._index = self._blocks, [], None
-        self.kind = "hnsw"
-        self._set_blocks([])
-        self.extend(blocks)
+        self.kind, self._index = "hnsw", self.codec.graph(self.params, self._blocks)
+        for block in self._blocks:
+            self._insert(self._index, block)
+
+    @property
+    def _ivf(self) -> bool:
+        """Whether the ANN is int4's inverted file (searched by lists, not a graph)."""
+        return self.kind == "hnsw" and self.codec.kind == "int4"
 
     def save_graph(self, path: str | Path) -> None:
         import faiss
@@ -353,7 +356,7 @@ class CompactIndex:
 
     def load_graph(self, path: str | Path) -> None:
         self.kind, self._index = "hnsw", read_graph(path, len(self), self.dim, self.params.ef_search)
-        if self.codec.kind == "int4":  # an inverted file: its lists read a search, set with its size
+        if self._ivf:  # its lists read a search: koe5's rule for its size, not the file's
             self._index.nprobe = ivf_probes(self._index.nlist)
 
     def drop_graph(self) -> None:
