@@ -586,34 +586,83 @@ def rerank_quality(name: str) -> str:
     return out + table(["ranking", *heads, "average"], body)
 
 
+def rerank_weight(name: str) -> str:
+    """The reranker's weight in a blended score: NDCG@10 of each weight on the dev tasks (the choice),
+    then the bundled suite with the reranker alone and blended."""
+    r = load(name)
+    dev, chosen = r["dev"], f"{r['chosen weight']:.1f}"
+    tasks = list(dev["ndcg_at_10"])
+    out = about(
+        f"Dev tasks from the training material ({dev['queries per source']} held-out queries a source, seed "
+        f"{dev['seed']}): NDCG@10 of {r['first stage']}'s top {dev['depth']} reordered by {r['reranker']} "
+        f"({r['max_length']} tokens) blended at each weight (1.0: the reranker alone, 0.0: the first "
+        "stage's order); the chosen weight in bold",
+        "any (retrieval quality does not depend on the machine)",
+        None,
+        name,
+        "benchmarks/rerank_weight.py",
+    )
+    body = []
+    for w in dev["ndcg_at_10"][tasks[0]]:
+        cells = [f"{dev['ndcg_at_10'][t][w]:.4f}" for t in tasks]
+        cells += [f"{r['worst regret'][w]:.4f}", f"{r['dev average'][w]:.4f}"]
+        body.append([f"**{w}**" if w == chosen else w, *cells])
+    out += table(["weight", *tasks, "worst regret", "average"], body) + "\n"
+    rows = r["bundled"]
+    if rows:
+        names = list(rows)
+        labels = [k for k in rows[names[0]] if k != "queries"]
+        body = []
+        for label in labels:
+            scores = [rows[t][label] for t in names]
+            body.append([label, *(f"{v:.4f}" for v in scores), f"{sum(scores) / len(scores):.4f}"])
+        heads = [t.replace("Retrieval", "") + f" ({rows[t]['queries']} q)" for t in names]
+        out += (
+            "The bundled suite once, NDCG@10 (the hybrid's top 20, 50 or 100 reordered; the queries "
+            "that `rerank_quality.json` scored):\n\n"
+        )
+        out += table(["ranking", *heads, "average"], body)
+    return out
+
+
 def ray_build(name: str) -> str:
     """An index build in one process against Ray at equal cores, and the 100M-passage GPU estimate."""
     r = load(name)
     m = r["machine"]
     out = about(
-        f"{r['documents']:,} documents ({r['chunks']:,} chunks), {r['model']}, built in one process and on "
-        f"a local Ray {m['ray']} cluster (started by the build, or already running where the row says so)",
+        f"{r['model']}, one-chunk documents; each build in one process and on a Ray {m['ray']} cluster "
+        "(started by the build, or already running where the row says so)",
         f"{m['cpu']}, {m['cores']} cores",
         f"{m['fp32 GEMM (GFLOP/s)']} GFLOP/s",
         name,
         "benchmarks/ray_build.py",
     )
-    rows = []
-    for b in r["builds"]:
-        same = b.get("same index")
-        check = ""
-        if same is not None:
-            top = same["top-10 identical (of 50 queries)"]
-            check = f"vectors ±{same['largest vector difference']:.1g}; top 10 identical " + ", ".join(
-                f"{k} {v}/50" for k, v in top.items()
-            )
-        speed = [f"{b['seconds']:.1f}", f"{b['documents/s']:.1f}", f"{b['vs one process']:.3f}"]
-        rows.append([b["build"], *speed, check])
-    heads = ["build", "seconds", "documents/s", "× one process", "same index as one process"]
-    out += table(heads, rows, [False, True, True, True, False])
-    out += (
-        f"\nStarting and stopping the local cluster alone: {r['local Ray cluster start + stop (s)']} s.\n\n"
-    )
+    heads = ["build", "documents", "seconds", "documents/s", "× one process", "same index as one process"]
+    for title, key in (
+        ("Whole `koe5 index build` commands (a fresh process: start, model load, build)", "commands"),
+        (
+            "Library calls, `Index.build(..., engine=)`, with the model already loaded",
+            "library calls (model loaded)",
+        ),
+    ):
+        rows = []
+        for b in r[key]:
+            same = b.get("same index")
+            check = ""
+            if same is not None:
+                top = same["top-10 identical (of 50 queries)"]
+                check = f"vectors ±{same['largest vector difference']:.1g}; top 10 identical " + ", ".join(
+                    f"{k} {v}/50" for k, v in top.items()
+                )
+            speed = [
+                f"{b['documents']:,}",
+                f"{b['seconds']:.1f}",
+                f"{b['documents/s']:.1f}",
+                f"{b['vs one process']:.3f}",
+            ]
+            rows.append([b["build"], *speed, check])
+        out += f"{title}:\n\n" + table(heads, rows, [False, True, True, True, True, False]) + "\n"
+    out += f"Starting and stopping a local cluster alone: {r['local Ray cluster start + stop (s)']} s.\n\n"
     g = r["gpu estimate"]
     out += (
         f"Estimate for {g['passages']:,} passages from the {g['device']} figures of `gpu_speed.json` "
@@ -753,6 +802,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "rerank_training.json": rerank_training,
     "rerank_speed.json": rerank_speed,
     "rerank_quality.json": rerank_quality,
+    "rerank_weight.json": rerank_weight,
     "compact_quality.json": compact_quality,
     "compact_quality.json#dev": compact_quality,
     "compact_scale.json": compact_scale,

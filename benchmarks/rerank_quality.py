@@ -133,10 +133,15 @@ def main() -> None:
         "seed": args.seed,
         "ndcg_at_10": rows,
     }
+    report(result, args.out)
+
+
+def report(result: dict, out: Path | None) -> None:
+    """Print the result as JSON, and write it to ``out`` if given."""
     text = json.dumps(result, ensure_ascii=False, indent=1)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

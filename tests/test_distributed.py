@@ -12,7 +12,7 @@ from koe5.distributed.actors import Plan
 from koe5.distributed.engine import check_reachable
 from koe5.distributed.indexing import ACTOR_PREFIX
 from koe5.errors import EngineError, InputError
-from koe5.search import Index, store
+from koe5.search import Index, KiwiAnalyzer, store
 
 ray = pytest.importorskip("ray")  # koe5[ray]: installed by scripts/setup and CI
 
@@ -60,6 +60,26 @@ def test_a_ray_build_is_the_single_process_build(cluster, single, tiny, docs, tm
     _same_index(single, built)
     assert built.manifest["bm25"] == single.manifest["bm25"]
     assert not ray.util.list_named_actors()  # the build's actors are gone with it
+
+
+def test_actors_started_before_the_model_serve_builds_equal_to_the_single_process_build(
+    cluster, single, tiny, docs, tmp_path
+):
+    with RayEngine(actors=2).started() as engine:
+        actors = sorted(n for n in ray.util.list_named_actors() if n.startswith(ACTOR_PREFIX))
+        assert len(actors) == 2  # started before any build (and before a model is loaded)
+        built = [
+            Index.build(
+                docs, tiny, tmp_path / name, chunk_tokens=64, overlap=8, segment_docs=4, engine=engine
+            )
+            for name in ("a", "b")  # two builds, one after the other, on the same actors
+        ]
+        assert sorted(n for n in ray.util.list_named_actors() if n.startswith(ACTOR_PREFIX)) == actors
+        with pytest.raises(EngineError, match="started with Kiwi settings"):
+            Index.build(docs, tiny, tmp_path / "c", analyzer=KiwiAnalyzer(["NNG"]), engine=engine)
+    for index in built:
+        _same_index(single, index)
+    assert not ray.util.list_named_actors()
 
 
 def test_a_killed_actor_is_restarted_and_the_build_completes(cluster, single, tiny, docs, tmp_path):

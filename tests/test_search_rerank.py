@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from koe5.cli import app
 from koe5.errors import InputError, ModelError
 from koe5.evaluation import BM25Retriever, FunctionRetriever, RerankRetriever, evaluate_split
-from koe5.rerank import Reranker, default_reranker_dir
+from koe5.rerank import Reranker, default_reranker_dir, known_rerankers
 from koe5.search import Index
 from koe5.search.reranking import MAX_DEPTH
 from koe5.tasks.data import assemble
@@ -92,6 +92,36 @@ def test_the_reranker_reads_title_and_best_chunk_and_equal_scores_keep_the_first
 
     flat = built.search("한라산 겨울", k=6, mode="bm25", rerank=Flat(), rerank_depth=6)
     assert [h.doc_id for h in flat] == [h.doc_id for h in first]
+
+
+def scaled(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return (values - values.min()) / (values.max() - values.min())
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.7])
+def test_a_weight_below_one_blends_the_reranker_with_the_first_stage(
+    built, reranker, tiny_reranker_dir, weight
+):
+    assert reranker.weight == 1.0  # a folder koe5 knows nothing of: the reranker's order alone
+    blended = Reranker.load(str(tiny_reranker_dir), device="cpu", weight=weight)
+    for query in QUERIES:
+        first = built.search(query, k=9)
+        hits = built.search(query, k=4, rerank=blended, rerank_depth=9)
+        read = reranker.score(query, [f"{h.title} {h.text}" if h.title else h.text for h in first])
+        mixed = weight * scaled(read) + (1 - weight) * scaled([h.score for h in first])
+        order = sorted(range(len(first)), key=lambda i: -mixed[i])[:4]  # stable: ties keep the first order
+        assert [h.doc_id for h in hits] == [first[i].doc_id for i in order], query
+        assert [h.score for h in hits] == pytest.approx([mixed[i] for i in order])
+        assert [h.retrieval_score for h in hits] == pytest.approx([first[i].score for i in order])
+        if weight == 0:  # the first stage's order, whatever the reranker says
+            assert [h.doc_id for h in hits] == [h.doc_id for h in first[:4]]
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5, True, "0.5"])
+def test_a_bad_weight_is_named(tiny_reranker_dir, weight):
+    with pytest.raises(ModelError, match="weight must be a number from 0 to 1"):
+        Reranker.load(str(tiny_reranker_dir), device="cpu", weight=weight)
 
 
 def test_retrieval_score_is_kept_and_only_reranked_hits_report_it(built, reranker):
@@ -207,14 +237,25 @@ def test_cli_rerank_flag_uses_the_default_reranker(built, tiny_reranker_dir, tmp
     shutil.copytree(tiny_reranker_dir, default_reranker_dir())
     result = invoke("search", built.folder, "서울", "-k", 2, "--rerank", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["reranker"] == "koe5-reranker-small"
+    doc = json.loads(result.stdout)
+    assert doc["reranker"] == "koe5-reranker-small"
+    assert doc["rerank_weight"] == known_rerankers()["default"].extra["weight"] < 1  # the registry's
     wide = json.loads(invoke("search", built.folder, "서울", "-k", 60, "--rerank", "--json").stdout)
     assert wide["rerank_depth"] == 60  # the CLI's default depth grows with -k
 
 
-def test_cli_rerank_options_are_checked(built):
+def test_cli_rerank_options_are_checked(built, tiny_reranker_dir):
     result = invoke("search", built.folder, "서울", "--rerank-depth", 20)
-    assert result.exit_code == 2 and "--rerank-depth needs --rerank" in result.output
+    assert result.exit_code == 2 and "--rerank-depth and --rerank-weight need --rerank" in result.output
+    result = invoke("search", built.folder, "서울", "--rerank-weight", 0.5)
+    assert result.exit_code == 2 and "need --rerank" in result.output
+    result = invoke("search", built.folder, "서울", "--reranker", tiny_reranker_dir, "--rerank-weight", 2)
+    assert result.exit_code == 2 and "weight must be a number from 0 to 1, got 2.0" in result.output
+    first = json.loads(invoke("search", built.folder, "서울", "-k", 3, "--json").stdout)["hits"]
+    weighted = ("--reranker", tiny_reranker_dir, "--rerank-weight", 0)
+    result = invoke("search", built.folder, "서울", "-k", 3, *weighted, "--json")
+    doc = json.loads(result.stdout)
+    assert doc["rerank_weight"] == 0 and [h["doc_id"] for h in doc["hits"]] == [h["doc_id"] for h in first]
     result = invoke("search", built.folder, "서울", "-k", 10, "--rerank", "--rerank-depth", 5)
     assert result.exit_code == 2 and "rerank_depth (5) must be at least k (10)" in result.output
 
@@ -249,6 +290,9 @@ def test_rerank_retriever_reorders_exactly_the_first_stage_s_best(small_task, re
         assert np.allclose([run[qid][docs[i]] for i in order], scores[order], atol=1e-6)
     top2 = retriever.rank(data, 2)
     assert all(list(top2[q]) == list(run[q])[:2] for q in data.queries)
+    blended = RerankRetriever(bm25, Reranker.load(str(tiny_reranker_dir), device="cpu", weight=0.0), depth=6)
+    assert blended.name == f"bm25-kiwi+rerank-{tiny_reranker_dir.name}-d6-w0"  # a row of its own
+    assert all(list(blended.rank(data, 10)[q]) == list(first[q]) for q in data.queries)  # BM25's order
     assert 0 <= evaluate_split(retriever, data, ks=(1, 5))["ndcg_at_5"] <= 1
 
 

@@ -214,6 +214,21 @@ def test_search_with_rerank_reorders_the_depth_and_keeps_the_retrieval_score(cli
     assert len(hybrid) == 2 and hybrid[0]["score"] >= hybrid[1]["score"]
 
 
+def test_search_with_a_weighted_reranker_blends_as_the_library_does(tiny, index, tiny_reranker_dir):
+    from koe5.rerank import Reranker
+
+    blended = Reranker.load(str(tiny_reranker_dir), device="cpu", max_length=MAX_LENGTH, weight=0.4)
+    query = "서울 대한민국 수도"
+    want = index.search(query, 3, "hybrid", rerank=blended, rerank_depth=10)
+    settings = Settings(max_rerank_depth=12)
+    with TestClient(create_app(tiny, index, settings, reranker=blended)) as client:
+        assert client.get("/info").json()["reranker"]["weight"] == 0.4
+        body = {"query": query, "k": 3, "rerank": True, "rerank_depth": 10}
+        hits = client.post("/search", json=body).json()["hits"]
+    assert [h["doc_id"] for h in hits] == [h.doc_id for h in want]
+    close([h["score"] for h in hits], [h.score for h in want])
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
@@ -242,7 +257,8 @@ def test_without_a_reranker_the_routes_name_the_flag(tiny, index):
 
 def test_info_health_and_metrics_show_the_reranker(client, reranker, sample_texts):
     info = client.get("/info").json()["reranker"]
-    assert info == {"name": reranker.name, "max_length": MAX_LENGTH, "activation": "sigmoid", "device": "cpu"}
+    assert info == {"name": reranker.name, "max_length": MAX_LENGTH, "activation": "sigmoid",
+                    "weight": 1.0, "device": "cpu"}  # fmt: skip
     assert client.get("/health").json()["reranker"] == reranker.name
     client.post("/rerank", json={"query": QUERY, "texts": [f"{sample_texts[2]} {sample_texts[3]}", "가"]})
     text = client.get("/metrics").text

@@ -251,3 +251,13 @@ def replace_parameter(
 
 #: The decorator of every command with a ``model_options: ModelOptions`` parameter (see the module's example).
 with_model_options = replace_parameter("model_options", MODEL_OPTIONS, ModelOptions)
+
+
+RerankWeightOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rerank-weight",
+        help="The reranker's share of a reranked result's score, 0 to 1; the rest is the first stage's "
+        "(default: the reranker's own, 1 where koe5 knows none: its order alone).",
+    ),
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from koe5.cli.options import (
     JsonOpt,
     ModelOptions,
     PrecisionOpt,
+    RerankWeightOpt,
     app,
     comma_list,
     fail,
@@ -136,11 +138,14 @@ def build(
     """Index documents: chunk, encode, analyse with Kiwi; one folder, written atomically."""
     from koe5.search import Index, KiwiAnalyzer
     from koe5.search.korean import DEFAULT_TAGS
+    from koe5.search.location import is_database
 
     ray = ray_engine(engine, address, actors, gpus_per_actor, batch_size)
-    with failing():
+    with failing(), contextlib.ExitStack() as stack:
         analyzer = KiwiAnalyzer(comma_list(tags) if tags else DEFAULT_TAGS)
         source = _source(docs, id_field, text_field, title_field)
+        if ray is not None and not is_database(output):  # the actors start while the model loads here
+            ray = stack.enter_context(ray.started(analyzer))
         enc = model_options.load()
         emb_cache = None
         if cache:
@@ -310,18 +315,22 @@ def _fusion(index, method: str | None, dense_weight: float | None):
     )
 
 
-def _reranker(k: int, rerank: bool, name: str | None, depth: int | None, device, precision: str):
+def _reranker(
+    k: int, rerank: bool, name: str | None, depth: int | None, weight: float | None, device, precision
+):
     """The reranker ``--rerank``/``--reranker`` name (``None``: no reranking) and the depth to rerank."""
+    from koe5.rerank.model import check_weight
     from koe5.search.reranking import DEFAULT_DEPTH, check_depth
 
     if not rerank and name is None:
-        if depth is not None:
-            fail("--rerank-depth needs --rerank (or --reranker MODEL)")
+        if depth is not None or weight is not None:
+            fail("--rerank-depth and --rerank-weight need --rerank (or --reranker MODEL)")
         return None, DEFAULT_DEPTH
     depth = check_depth(k, max(DEFAULT_DEPTH, k) if depth is None else depth)  # before the model loads
+    weight = None if weight is None else check_weight(weight)
     from koe5.rerank import Reranker
 
-    reranker = Reranker.load(name or "default", device=device, precision=precision)
+    reranker = Reranker.load(name or "default", device=device, precision=precision, weight=weight)
     say(f"reranking the {depth} best with {reranker.name}")
     return reranker, depth
 
@@ -381,6 +390,7 @@ def search(
             "--rerank-depth", help="How many first-stage results to rerank, k to 1000 (default: 50, or k)."
         ),
     ] = None,
+    rerank_weight: RerankWeightOpt = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Must be the model the index was built with.")
     ] = None,
@@ -394,7 +404,7 @@ def search(
     filters = _filters(filter_ or [])
     with failing():
         index = open_index(index_dir, model=model, device=device, precision=precision)
-        reranker, depth = _reranker(k, rerank, reranker_name, rerank_depth, device, precision)
+        reranker, depth = _reranker(k, rerank, reranker_name, rerank_depth, rerank_weight, device, precision)
         chosen = _fusion(index, fusion, dense_weight)
         how = {"fusion": chosen, "rerank": reranker, "rerank_depth": depth}
         hits = index.search(query, k=k, mode=mode, filters=filters or None, **how)
@@ -403,7 +413,7 @@ def search(
     if as_json:
         doc = {"query": query, "mode": mode, "k": k, "hits": [h.to_dict() for h in hits]}
         if reranker is not None:
-            doc |= {"reranker": reranker.name, "rerank_depth": depth}
+            doc |= {"reranker": reranker.name, "rerank_depth": depth, "rerank_weight": reranker.weight}
         if warnings:
             doc["warnings"] = warnings
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))

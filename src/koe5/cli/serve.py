@@ -11,7 +11,9 @@ import typer
 from koe5.cli.options import (
     MODEL_DEFAULTS,
     ModelOptions,
+    RerankWeightOpt,
     app,
+    fail,
     failing,
     is_quiet,
     option,
@@ -127,6 +129,7 @@ def serve(
             "name, a hub id or a folder (koe5 rerank --model takes the same).",
         ),
     ] = None,
+    rerank_weight: RerankWeightOpt = None,
     # --model and --backend are serve's own (default: the index's); their values arrive here too
     model_options: ModelOptions = MODEL_DEFAULTS,
     limits: dict[str, Any] | None = None,
@@ -149,7 +152,7 @@ def serve(
         settings = Settings.from_env(**(limits or {}))
     with failing():
         encoder, search_index = _open(index, model_options)
-        cross_encoder = _reranker(reranker, model_options)
+        cross_encoder = _reranker(reranker, rerank_weight, model_options)
     _announce(host, port, encoder, search_index, settings, cross_encoder)
     run(
         create_app(encoder, search_index, settings, reranker=cross_encoder),
@@ -170,13 +173,15 @@ def _open(index: str | None, options: ModelOptions):
     return found.encoder, found
 
 
-def _reranker(name: str | None, options: ModelOptions):
+def _reranker(name: str | None, weight: float | None, options: ModelOptions):
     """The reranker ``--reranker`` names, on the model's device; ``None`` without the flag."""
     if name is None:
+        if weight is not None:
+            fail("--rerank-weight needs --reranker MODEL")
         return None
     from koe5.rerank import Reranker
 
-    return Reranker.load(name, device=options.device)
+    return Reranker.load(name, device=options.device, weight=weight)
 
 
 def _announce(host: str, port: int, encoder, index, settings: Settings, reranker=None) -> None:

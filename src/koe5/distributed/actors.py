@@ -19,14 +19,13 @@ class Plan:
     restarts: int
 
     @contextlib.contextmanager
-    def pool(self, cls: type, *args, name: str | None = None) -> Iterator:
-        """An :class:`ray.util.ActorPool` of ``actors`` instances of ``cls(*args, device, threads)``,
-        named ``name-<i>``, for the ``with`` block; the actors are killed after it.
+    def start(self, cls: type, *args, name: str | None = None) -> Iterator[list]:
+        """``actors`` instances of ``cls(*args, device, threads)``, named ``name-<i>``, for the ``with``
+        block; they are killed after it.
 
         Ray restarts a dead actor up to ``restarts`` times and runs the calls it lost again.
         """
         import ray
-        from ray.util import ActorPool
 
         remote = ray.remote(cls)
         device, threads = ("cuda" if self.gpus else None), max(1, int(self.cpus))
@@ -41,19 +40,32 @@ class Plan:
             for i in range(self.actors)
         ]
         try:
-            yield ActorPool(actors)
+            yield actors
         finally:
             for actor in actors:
                 ray.kill(actor)
 
+    @contextlib.contextmanager
+    def pool(self, cls: type, *args, name: str | None = None) -> Iterator:
+        """The actors of :meth:`start` in an :class:`ray.util.ActorPool`, for the ``with`` block."""
+        from ray.util import ActorPool
+
+        with self.start(cls, *args, name=name) as actors:
+            yield ActorPool(actors)
+
 
 def next_result(pool):
-    """The next result of an :class:`ray.util.ActorPool` in submission order; an actor's own error
-    (e.g. the model is not on that machine) as itself, an actor lost for good as an EngineError."""
+    """The next result of an :class:`ray.util.ActorPool` in submission order (errors as :func:`result`)."""
+    return result(pool.get_next)
+
+
+def result(get, *args):
+    """``get(*args)`` (``ray.get``, a pool's ``get_next``); an actor's own error (e.g. the model is not
+    on that machine) as itself, an actor lost for good as an EngineError."""
     from ray.exceptions import RayActorError, RayTaskError
 
     try:
-        return pool.get_next()
+        return get(*args)
     except RayTaskError as exc:
         raise exc.as_instanceof_cause() from None
     except RayActorError as exc:

@@ -41,7 +41,7 @@ class RayEngine:
     the cluster's CPUs / ``cpus_per_actor``, or its GPUs / ``gpus_per_actor``); each loads the model
     once. ``gpus_per_actor``: default 1 where the cluster has GPUs (actors encode on CUDA), else 0.
     ``batch_size``: inputs per encoder batch on an actor (default: the encoder's own). ``in_flight``:
-    batches queued per actor (keeps every actor busy while the driver writes).
+    calls queued per actor (segments of a build; keeps every actor busy while the driver writes).
     """
 
     address: str | None = None
@@ -69,6 +69,25 @@ class RayEngine:
         from koe5.distributed.indexing import ray_pipeline
 
         return ray_pipeline(target, self)
+
+    def started(self, analyzer=None):
+        """A context manager: the cluster joined (or started) and the index build's actors starting,
+        for the ``with`` block; it yields the ``engine`` to give ``Index.build``.
+
+        An actor's start (importing torch and sentence-transformers, loading the model and Kiwi)
+        takes seconds of one core. ``Index.build(engine=RayEngine(...))`` starts the actors itself
+        and waits for them; started here first, they start while this process loads its own model.
+        ``analyzer`` is the :class:`~koe5.search.KiwiAnalyzer` the index will be built with (default:
+        the default one)::
+
+            with RayEngine(actors=2).started() as engine:
+                encoder = koe5.load("default")
+                Index.build("docs.jsonl", encoder, "my-index", engine=engine)
+        """
+        from koe5.distributed.indexing import started_actors
+        from koe5.search.korean import KiwiAnalyzer
+
+        return started_actors(self, (analyzer or KiwiAnalyzer()).config)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Plan]:

@@ -36,6 +36,7 @@ from koe5.rerank.ranking import ranked
 from koe5.search.bm25 import KoreanBM25
 from koe5.search.hybrid import DEFAULT_FUSION, Fusion, coverage
 from koe5.search.korean import KiwiAnalyzer
+from koe5.search.reranking import blend, weight_of
 from koe5.tasks import RetrievalData
 
 Run = dict[str, dict[str, float]]
@@ -235,7 +236,8 @@ class RerankRetriever:
     The reranker reads each candidate's whole text as the first stage's model does
     (:meth:`RetrievalData.doc_text <koe5.tasks.RetrievalData.doc_text>`: title and text, MTEB's join).
     A query's run holds at most ``depth`` documents, so metrics at a cut-off beyond ``depth`` see only
-    those. Equal reranker scores keep the first stage's order.
+    those. Equal reranker scores keep the first stage's order. A reranker whose ``weight`` is below 1
+    is blended with the first stage's scores as in search (:func:`koe5.search.reranking.blend`).
 
     Example::
 
@@ -257,7 +259,8 @@ class RerankRetriever:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise InputError(f"depth must be a positive integer, got {depth!r}")
         self.first_stage, self.reranker, self.depth = first_stage, reranker, depth
-        self.name = name or rerank_label(first_stage.name, reranker.name, depth)
+        self.weight = weight_of(reranker)
+        self.name = name or rerank_label(first_stage.name, reranker.name, depth, self.weight)
         self.show_progress = show_progress
 
     def rank(self, data: RetrievalData, top_k: int) -> Run:
@@ -274,13 +277,16 @@ class RerankRetriever:
             run[qid] = {}
             if docs:
                 texts = [data.doc_text(d) for d in docs]
-                best = ranked(self.reranker.score(data.queries[qid], texts), texts, min(top_k, len(docs)))
+                read = self.reranker.score(data.queries[qid], texts)
+                scores = blend(read, [found[d] for d in docs], self.weight)
+                best = ranked(scores, texts, min(top_k, len(docs)))
                 run[qid] = {docs[r.index]: r.score for r in best}
         return run
 
 
-def rerank_label(first_stage: str, reranker: str, depth: int) -> str:
+def rerank_label(first_stage: str, reranker: str, depth: int, weight: float = 1.0) -> str:
     """The row (and result folder) of a reranked first stage: ``<first stage>+rerank-<reranker>-d<depth>``,
-    the reranker named by its last path part (``koe5/bm25-kiwi+rerank-bge-reranker-v2-m3-ko-d50``)."""
+    the reranker named by its last path part (``koe5/bm25-kiwi+rerank-bge-reranker-v2-m3-ko-d50``), and
+    ``-w<weight>`` where the reranker's score is blended with the first stage's."""
     short = reranker.rstrip("/").rsplit("/", 1)[-1]
-    return f"{first_stage}+rerank-{short}-d{depth}"
+    return f"{first_stage}+rerank-{short}-d{depth}" + (f"-w{weight:g}" if weight < 1 else "")

@@ -80,6 +80,7 @@ class Reranker:
         max_length: int,
         activation: str,
         max_tokens: int = MAX_TOKENS,
+        weight: float = 1.0,
     ) -> None:
         self.spec = spec
         self.location = location
@@ -87,6 +88,8 @@ class Reranker:
         self.max_length = max_length
         self.activation = activation
         self.max_tokens = max_tokens
+        #: its share of a reranked search result's score (:func:`koe5.search.reranking.blend`)
+        self.weight = check_weight(weight)
         #: the Hugging Face tokenizer (call it under ``_lock``: see the class docstring)
         self.tokenizer = model.tokenizer
         self._lock = threading.Lock()
@@ -103,6 +106,7 @@ class Reranker:
         max_length: int | None = None,
         precision: str = "auto",
         max_tokens: int = MAX_TOKENS,
+        weight: float | None = None,
     ) -> Reranker:
         """Load a reranker: ``"default"`` (koe5's own, after ``koe5 train-reranker``), a registry id,
         a folder or another hub id.
@@ -110,7 +114,8 @@ class Reranker:
         ``max_length`` (query and passage together) defaults to the registry's, else the tokenizer's
         limit up to 512; ``precision`` ``auto`` is fp16 on CUDA and fp32 elsewhere. An embedding
         folder or a head of more than one label is a :class:`~koe5.errors.ModelError`, raised before
-        any weights are read.
+        any weights are read. ``weight``: the reranker's share of a reranked search result's score,
+        the rest the first stage's (default: the registry's ``weight``, else 1: the reranker alone).
         """
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
@@ -122,7 +127,9 @@ class Reranker:
         length = choose_max_length(max_length, spec.max_length, facts, name)
         model = _load_cross_encoder(location, device, length, precision)
         activation = _activation(spec, facts)
-        return cls(spec, location, model, max_length=length, activation=activation, max_tokens=max_tokens)
+        weight = spec.extra.get("weight", 1.0) if weight is None else weight
+        how = {"max_length": length, "activation": activation, "max_tokens": max_tokens, "weight": weight}
+        return cls(spec, location, model, **how)
 
     @property
     def name(self) -> str:
@@ -270,7 +277,7 @@ class Reranker:
     def __repr__(self) -> str:
         return (
             f"Reranker({self.name!r}, max_length={self.max_length}, activation={self.activation!r}, "
-            f"device={self.device!r}, location={self.location!r})"
+            f"weight={self.weight:g}, device={self.device!r}, location={self.location!r})"
         )
 
 
@@ -321,3 +328,10 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="reranking", unit="pair", disable=not enabled or total == 0, leave=False)
+
+
+def check_weight(weight) -> float:
+    """``weight`` as a float from 0 to 1; a :class:`~koe5.errors.ModelError` naming it otherwise."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+        raise ModelError(f"a reranker's weight must be a number from 0 to 1, got {weight!r:.40}")
+    return float(weight)

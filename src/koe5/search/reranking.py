@@ -3,8 +3,9 @@ cross-encoder (:class:`~koe5.rerank.Reranker`), the ``k`` best of them returned.
 
 The reranker reads each candidate's best chunk (:attr:`Hit.text`) with the document's title in front,
 joined by a space (``"서울 서울은 대한민국의 수도이다."``): the same join the index embeds a chunk with
-and the benchmark gives a whole document with (MTEB's). A hit's ``score`` becomes the reranker's and
-``retrieval_score`` keeps the first stage's. Equal reranker scores keep the first stage's order.
+and the benchmark gives a whole document with (MTEB's). A hit's ``score`` becomes the reranker's, or,
+where the reranker's ``weight`` is below 1, the blend of the two (:func:`blend`); ``retrieval_score``
+keeps the first stage's. Equal scores keep the first stage's order.
 :meth:`Index.search <koe5.search.Index.search>` and the PostgreSQL store's use this one module.
 
 Example::
@@ -21,8 +22,11 @@ Example::
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from koe5.errors import InputError
 from koe5.rerank import Reranker, ranked
@@ -79,14 +83,39 @@ def passage(hit: Hit | dict) -> str:
     return f"{title} {text}".strip() if title else text
 
 
+def blend(reranked: np.ndarray, retrieved: Sequence[float], weight: float) -> np.ndarray:
+    """The candidates' scores: the reranker's alone at ``weight`` 1, else each list scaled to 0-1
+    over the candidates (min-max, as the hybrid's fusion scales its two lists) and mixed,
+    ``weight`` × reranker + (1 − ``weight``) × first stage.
+
+    A reranker that reads a kind of collection worse than the first stage then moves its order less;
+    the default reranker's weight is chosen on dev data (``benchmarks/rerank_weight.py``)."""
+    if weight >= 1:
+        return np.asarray(reranked, dtype=np.float64)
+
+    def scaled(values) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        span = values.max() - values.min()
+        return (values - values.min()) / span if span > 0 else np.ones_like(values)
+
+    return weight * scaled(reranked) + (1 - weight) * scaled(retrieved)
+
+
+def weight_of(reranker) -> float:
+    """A reranker's share of a reranked score (:func:`blend`): its ``weight``, 1 for any other object
+    with a ``score`` method (taken as a reranker to be followed alone)."""
+    return float(getattr(reranker, "weight", 1.0))
+
+
 def rerank_hits(reranker: Reranker, query: str, hits: list[Hit], k: int) -> list[Hit]:
-    """The ``k`` best of ``hits`` by the reranker's score of :func:`passage`, best first (equal
-    scores: the first stage's order). Each hit's ``score`` is the reranker's (its activation applied),
-    ``retrieval_score`` the first stage's."""
+    """The ``k`` best of ``hits`` by the reranker's score of :func:`passage` (blended with the first
+    stage's by the reranker's ``weight``), best first, equal scores in the first stage's order. Each
+    hit's ``score`` is that score, ``retrieval_score`` the first stage's."""
     if not hits:
         return []
     texts = [passage(hit) for hit in hits]
-    order = ranked(reranker.score(query, texts), texts, min(k, len(hits)))
+    scores = blend(reranker.score(query, texts), [hit.score for hit in hits], weight_of(reranker))
+    order = ranked(scores, texts, min(k, len(hits)))
     return [replace(hits[r.index], score=r.score, retrieval_score=hits[r.index].score) for r in order]
 
 

@@ -8,7 +8,8 @@ event loop and batched with the other requests' pairs. A server without a rerank
 ``/search`` with ``rerank``: the index is asked for ``rerank_depth`` documents (from ``k`` to
 ``Settings.max_rerank_depth``; absent, :data:`DEFAULT_DEPTH` within those bounds); the reranker
 reads each hit's title and best chunk joined by a space, the text :mod:`koe5.search.reranking` gives
-it too; the ``k`` best by its score are returned, each hit's ``score`` the reranker's and
+it too; the ``k`` best by its score (blended with the index's by the reranker's ``weight``,
+:func:`~koe5.search.reranking.blend`) are returned, each hit's ``score`` that score and
 ``retrieval_score`` the index's (equal scores keep the index's order). This is done here, over the
 hits the index returns, so the server needs nothing of the index but ``search``.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from koe5.rerank.ranking import ranked
-from koe5.search.reranking import passage
+from koe5.search.reranking import blend, passage, weight_of
 from koe5.serve.checks import answer, check_texts
 from koe5.serve.errors import ApiError
 from koe5.serve.rerank_batcher import RerankBatcher, RerankResult
@@ -140,8 +141,9 @@ async def rerank_hits(
         return [], 0
     texts = [passage(hit) for hit in hits]
     result = await score(state, query, texts, truncate=True, param="query")
+    scores = blend(result.scores, [hit["score"] for hit in hits], weight_of(state.reranker))
     out = []
-    for best in ranked(result.scores, texts, min(k, len(hits))):
+    for best in ranked(scores, texts, min(k, len(hits))):
         hit = dict(hits[best.index])
         hit["retrieval_score"], hit["score"] = hit["score"], best.score
         out.append(hit)

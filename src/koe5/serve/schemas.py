@@ -239,6 +239,9 @@ class RerankerInfo(BaseModel):
     name: str = Field(description="What `model` in /v1/rerank answers say.")
     max_length: int = Field(description="Tokens per pair: query, text and special tokens.")
     activation: str = Field(description="`sigmoid` (scores 0-1) or `identity` (the logit).")
+    weight: float = Field(
+        description="Its share of a /search hit's score when reranked (the rest the index's; 1: its alone)."
+    )
     device: str
 
 

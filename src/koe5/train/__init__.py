@@ -15,6 +15,15 @@ Example::
 """
 
 from koe5.train.config import RECIPES, TrainConfig, load_config_file, to_toml
-from koe5.train.run import TrainResult, train
 
 __all__ = ["RECIPES", "TrainConfig", "TrainResult", "load_config_file", "to_toml", "train"]
+
+
+def __getattr__(name: str):
+    # The trainer imports sentence-transformers and torch (seconds): only when it is used, so that the
+    # recipes (koe5.train.config, read by every `koe5` command's option parsing) stay light.
+    if name in ("TrainResult", "train"):
+        from koe5.train import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'koe5.train' has no attribute {name!r}")

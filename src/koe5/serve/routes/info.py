@@ -125,10 +125,13 @@ def _reranker_card(reranker) -> dict | None:
     """The served reranker as ``/info`` describes it (``None`` without one)."""
     if reranker is None:
         return None
+    from koe5.search.reranking import weight_of
+
     return {
         "name": reranker.name,
         "max_length": int(reranker.max_length),
         "activation": reranker.activation,
+        "weight": weight_of(reranker),
         "device": str(reranker.device),
     }
 

@@ -1,0 +1,115 @@
+"""Choosing how much of a reranked score is the reranker's: NDCG@10 of every weight on dev tasks, then
+the bundled suite once.
+
+A reranked candidate's score can be the reranker's alone (weight 1, the plain cross-encoder order) or
+a blend with the first stage's: each list scaled to 0-1 over the candidates (min-max), then
+``weight × reranker + (1 − weight) × first stage``. A reranker that is weaker than the first stage on
+some kind of collection then moves the order less there.
+
+Dev tasks come from the Korean training material (:func:`koe5.train.devsets.dev_tasks`: the same
+held-out groups the reranker's training kept out, ``--queries`` of each source); the bundled tasks
+choose nothing. Each query's first stage is the default hybrid, to depth 20; the reranker scores those
+candidates once (kept in ``--cache``), and every weight is read from the same scores. The rule, as
+for the fusion: the smallest worst regret over the dev tasks, ties broken by the dev average.
+
+The bundled rows reuse the pair scores ``rerank_quality.py`` keeps (same reranker, length, sample and
+seed), so the suite's queries are scored once for both scripts.
+
+    .venv/bin/python benchmarks/rerank_weight.py --out benchmarks/results/rerank_weight.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from koe5.embcache import EmbeddingCache
+from koe5.evaluation import BM25Retriever, DenseRetriever
+from koe5.evaluation.retrievers import HybridRetriever
+from koe5.search import Fusion
+from koe5.tasks import get_task
+from koe5.train.devsets import dev_tasks
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rerank_quality import HYBRID_DEPTHS, ndcg10, pair_scores, report, sample, top
+
+WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+DEV_DEPTH = 20
+#: The bundled samples rerank_quality.py scored (queries per task; None: all).
+BUNDLED_SAMPLES = {"PublicHealthQA": None, "BelebeleRetrieval": 40, "SQuADKorV1Retrieval": 40}
+
+
+def blended(scores: dict, run: dict, depth: int, weight: float) -> dict:
+    """Each query's first-stage top ``depth``, scored ``weight`` × reranker + the rest × first stage."""
+    fusion = Fusion("minmax", weight=weight, depth=depth)
+    out = {}
+    for q, found in run.items():
+        keys = top(found, depth)
+        out[q] = fusion.fuse({d: scores[q][d] for d in keys}, {d: found[d] for d in keys})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reranker", default="default")
+    parser.add_argument("--queries", type=int, default=100, help="dev queries per source")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/.rerank_cache"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import koe5
+    from koe5.rerank import Reranker
+
+    reranker = Reranker.load(args.reranker)
+    hybrid = HybridRetriever(DenseRetriever(koe5.load("default"), cache=EmbeddingCache()), BM25Retriever())
+    args.cache.mkdir(parents=True, exist_ok=True)
+    dev: dict[str, dict[str, float]] = {}
+    for name, data in dev_tasks(queries=args.queries, seed=args.seed).items():
+        run = hybrid.rank(data, min(DEV_DEPTH, len(data.corpus)))
+        candidates = {q: top(run.get(q, {}), DEV_DEPTH) for q in data.queries}
+        tag = f"dev-{name.replace('/', '_')}-{reranker.name}-{reranker.max_length}-{args.queries}-{args.seed}"
+        scores = pair_scores(reranker, data, candidates, args.cache / f"{tag}.npz")
+        dev[name] = {f"{w:.1f}": ndcg10(data.qrels, blended(scores, run, DEV_DEPTH, w)) for w in WEIGHTS}
+        print(f"# {name}: " + ", ".join(f"{w} {v:.4f}" for w, v in dev[name].items()), flush=True)
+    regret = {
+        w: max(max(row.values()) - row[w] for row in dev.values()) for w in (f"{x:.1f}" for x in WEIGHTS)
+    }
+    average = {w: sum(row[w] for row in dev.values()) / len(dev) for w in regret}
+    chosen = min(regret, key=lambda w: (round(regret[w], 6), -average[w]))
+    print(f"# chosen weight {chosen}: worst regret {regret[chosen]:.4f}, dev average {average[chosen]:.4f}")
+
+    bundled: dict[str, dict[str, float]] = {}
+    for name, queries in BUNDLED_SAMPLES.items():
+        data = sample(get_task(name).load(), queries, args.seed)
+        run = hybrid.rank(data, min(max(HYBRID_DEPTHS), len(data.corpus)))
+        tag = f"{reranker.name.replace('/', '_')}-{reranker.max_length}-{queries}-{args.seed}"
+        path = args.cache / f"{name}-{tag}.npz"
+        if not path.is_file():
+            print(f"# {name}: no pair scores at {path}; run rerank_quality.py first", flush=True)
+            continue
+        scores = pair_scores(reranker, data, {}, path)
+        row = {"queries": len(data.queries), "hybrid": ndcg10(data.qrels, run)}
+        for depth in HYBRID_DEPTHS:
+            for w in ("1.0", chosen):
+                row[f"rerank {depth}, weight {w}"] = ndcg10(data.qrels, blended(scores, run, depth, float(w)))
+        bundled[name] = row
+        print(f"# {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "queries"), flush=True)
+    result = {
+        "reranker": reranker.name,
+        "max_length": reranker.max_length,
+        "first stage": "hybrid (koe5's default fusion)",
+        "dev": {"queries per source": args.queries, "depth": DEV_DEPTH, "seed": args.seed, "ndcg_at_10": dev},
+        "worst regret": regret,
+        "dev average": average,
+        "chosen weight": float(chosen),
+        "bundled": bundled,
+    }
+    report(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
