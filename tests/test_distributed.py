@@ -77,6 +77,20 @@ def test_actors_started_before_the_model_serve_builds_equal_to_the_single_proces
         assert sorted(n for n in ray.util.list_named_actors() if n.startswith(ACTOR_PREFIX)) == actors
         with pytest.raises(EngineError, match="started with Kiwi settings"):
             Index.build(docs, tiny, tmp_path / "c", analyzer=KiwiAnalyzer(["NNG"]), engine=engine)
+
+        def interrupted():
+            for i, doc in enumerate(docs):
+                if i == 9:
+                    raise KeyboardInterrupt
+                yield doc
+
+        with pytest.raises(KeyboardInterrupt):
+            Index.build(
+                interrupted(), tiny, tmp_path / "d", chunk_tokens=64, overlap=8, segment_docs=4, engine=engine
+            )
+        # pieces of the stopped build may still be queued on the actors: they take no other build
+        with pytest.raises(EngineError, match="a build on these started actors failed"):
+            Index.build(docs, tiny, tmp_path / "e", chunk_tokens=64, overlap=8, engine=engine)
     for index in built:
         _same_index(single, index)
     assert not ray.util.list_named_actors()
