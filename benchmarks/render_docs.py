@@ -534,8 +534,8 @@ def rerank_speed(name: str) -> str:
     r = load(name)
     m = r["machine"]
     out = about(
-        "Reranking 50 candidates of ~300 tokens for one query: pairs/s, × plain sentence-transformers, "
-        "share of the fp32 GEMM roofline",
+        "Reranking 50 candidates for one query, ~300 tokens each or of varied lengths where the row says "
+        "so: pairs/s, × plain sentence-transformers, share of the fp32 GEMM roofline",
         f"{m['cpu']}, {m['cores']} cores",
         m["fp32 GEMM (GFLOP/s)"],
         name,
@@ -547,9 +547,10 @@ def rerank_speed(name: str) -> str:
             continue
         for runner, figures in row.items():
             if isinstance(figures, dict):
-                body.append([model, runner, f"{figures['pairs/s']:.1f}", times(figures["x baseline"]),
-                             f"{figures['roofline share']:.0%}"])  # fmt: skip
-    out += table(["model", "runner", "pairs/s", "× baseline", "roofline"], body)
+                body.append([model, f"{row['mean tokens per pair']:.0f}", runner, f"{figures['pairs/s']:.1f}",
+                             times(figures["x baseline"]), f"{figures['roofline share']:.0%}"])  # fmt: skip
+    heads = ["model", "mean tokens a pair", "runner", "pairs/s", "× baseline", "roofline"]
+    out += table(heads, body, [False, True, False, True, True, True])
     s = r.get("search with reranking")
     if s:
         rows = [

@@ -1,7 +1,8 @@
 """Reranking speed on this CPU: koe5's reranker against plain sentence-transformers, in one run.
 
 One query and 50 candidates of ~300 tokens (Korean passages of the bundled suite, cut to ~300 tokens),
-reranked by:
+and again 50 candidates of varied lengths (the four bundled tasks' documents in turn, whole up to 480
+tokens: what a search's candidates look like, where padding to the longest costs), reranked by:
 
 * plain ``CrossEncoder.predict`` at batch 32 (the baseline), in a child process that never imports
   koe5, as a sentence-transformers user runs it;
@@ -36,6 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 QUERY = "청년 1인 가구가 받을 수 있는 주거 지원에는 어떤 것이 있나요?"
+#: The second candidate set: the suite's documents at their own lengths, as a search's candidates are.
+VARIED = "candidates of varied lengths"
 LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096}
 
 
@@ -83,6 +86,22 @@ def passages(tokenizer, n: int, tokens: int) -> list[str]:
                 out.append(tokenizer.decode(ids[:tokens]))
             if len(out) == n:
                 return out
+    return out
+
+
+def varied_passages(tokenizer, n: int, most: int) -> list[str]:
+    """``n`` documents of the bundled suite at their own lengths (cut to ``most`` tokens), taken in turn
+    from each task: short health answers, Belebele and SQuAD-Kor paragraphs, long AutoRAG pages, as a
+    search's candidates mix them."""
+    from koe5.tasks import BUNDLED, get_task
+
+    corpora = [get_task(name).load() for name in BUNDLED]
+    ids = [list(data.corpus) for data in corpora]
+    out = []
+    for i in range(n):
+        data = corpora[i % len(corpora)]
+        tokens = tokenizer(data.doc_text(ids[i % len(corpora)][i // len(corpora)]), add_special_tokens=False)
+        out.append(tokenizer.decode(tokens["input_ids"][:most]))
     return out
 
 
@@ -218,8 +237,8 @@ def main() -> None:
     from koe5.registry import ensure_default_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_default_model()))
-    texts = passages(tokenizer, args.candidates, args.tokens)
-    pairs = [(QUERY, t) for t in texts]
+    pairs = [(QUERY, t) for t in passages(tokenizer, args.candidates, args.tokens)]
+    varied = [(QUERY, t) for t in varied_passages(tokenizer, args.candidates, 480)]
     gemm = max(gemm_gflops().values())
     result: dict = {
         "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "fp32 GEMM (GFLOP/s)": round(gemm, 1)}
@@ -227,10 +246,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         small = default_shape(Path(tmp))
         result["default shape (multilingual-e5-small)"] = measure(small, pairs, args.repeats, gemm)
+        result[f"default shape, {VARIED}"] = measure(small, varied, args.repeats, gemm)
         print(json.dumps(result, indent=1), flush=True)
         if not args.skip_large:
             large = random_cross_encoder(Path(tmp) / "large", LARGE)
             result["bge-reranker-v2-m3 shape (XLM-R large, random)"] = measure(large, pairs, 1, gemm)
+            result[f"bge-reranker-v2-m3 shape, {VARIED}"] = measure(large, varied, 1, gemm)
             print(json.dumps(result, indent=1), flush=True)
         result["search with reranking"] = search_latency(small, args.queries)
     text = json.dumps(result, ensure_ascii=False, indent=1)
