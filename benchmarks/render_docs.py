@@ -526,7 +526,16 @@ def rerank_training(name: str) -> str:
         ]
         body.append(bold(row) if loss == r["chosen"] else row)
     head = ["run", "training queries", "steps", "wall time (min)", "peak memory (GB)", "dev NDCG@10"]
-    return out + table(head, body)
+    out += table(head, body)
+    for run in r.get("reruns", []):
+        m = run["machine"]
+        where = f"{m['cpu']}, {m['cores']} cores, fp32 GEMM {m['fp32 GEMM (GFLOP/s)']}; {m['note']}"
+        out += (
+            f"\nRerun on {run['date']} ({where}): --loss {run['loss']}, {run['steps']} steps in "
+            f"{run['wall (min)']:.1f} min, peak {run['peak memory (GB)']:.1f} GB, dev NDCG@10 "
+            f"{run['dev ndcg@10']:.4f} ({run['note']}).\n"
+        )
+    return out
 
 
 def rerank_speed(name: str) -> str:
@@ -535,7 +544,8 @@ def rerank_speed(name: str) -> str:
     m = r["machine"]
     out = about(
         "Reranking 50 candidates for one query, ~300 tokens each or of varied lengths where the row says "
-        "so: pairs/s, × plain sentence-transformers, share of the fp32 GEMM roofline",
+        "so: pairs/s, × plain sentence-transformers, share of the fp32 GEMM roofline (— for the int8 and "
+        "bf16 runners, whose products have rooflines of their own)",
         f"{m['cpu']}, {m['cores']} cores",
         m["fp32 GEMM (GFLOP/s)"],
         name,
@@ -547,8 +557,10 @@ def rerank_speed(name: str) -> str:
             continue
         for runner, figures in row.items():
             if isinstance(figures, dict):
+                share = figures["roofline share"]
+                share = "—" if share is None else f"{share:.0%}"
                 body.append([model, f"{row['mean tokens per pair']:.0f}", runner, f"{figures['pairs/s']:.1f}",
-                             times(figures["x baseline"]), f"{figures['roofline share']:.0%}"])  # fmt: skip
+                             times(figures["x baseline"]), share])  # fmt: skip
     heads = ["model", "mean tokens a pair", "runner", "pairs/s", "× baseline", "roofline"]
     out += table(heads, body, [False, True, False, True, True, True])
     s = r.get("search with reranking")
@@ -563,6 +575,32 @@ def rerank_speed(name: str) -> str:
         )
         out += table(["search", "p50 (ms)", "p99 (ms)"], rows)
     return out
+
+
+def rerank_gate(name: str) -> str:
+    """The reranker backends' quality gate: NDCG@10 and pairs/s per backend, and what auto chose."""
+    r = load(name)
+    m = r["machine"]
+    out = about(
+        f"The reranker backends' quality gate on {r['reranker']} (koe5-reranker-small): BM25's top "
+        f"{r['depth']} reranked for {r['queries']} seeded queries of each of {' + '.join(r['gate_tasks'])}; "
+        f"NDCG@10 (average over the tasks), within {r['gate']} of torch fp32 to pass; pairs/s over the "
+        "same pairs",
+        f"{m['cpu']}, {m['cores']} cores",
+        m["fp32 GEMM (GFLOP/s)"],
+        name,
+        "benchmarks/rerank_gate.py",
+    )
+    reference = r["backends"]["torch"]
+    body = []
+    for backend, e in r["backends"].items():
+        chosen = " (auto)" if backend == r["auto"]["pairs"] else ""
+        lost = e["ndcg_at_10"] - reference["ndcg_at_10"]
+        body.append([f"{backend}{chosen}", f"{e['ndcg_at_10']:.5f}", f"{lost:+.4f}",
+                     "passes" if e["passes_gate"] else "fails", f"{e['pairs_per_s']:.1f}",
+                     times(e["pairs_per_s"] / reference["pairs_per_s"])])  # fmt: skip
+    heads = ["backend", "NDCG@10", "vs torch fp32", "gate", "pairs/s", "× torch fp32"]
+    return out + table(heads, body, [False, True, True, False, True, True])
 
 
 def rerank_quality(name: str) -> str:
@@ -802,6 +840,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "ray_build.json": ray_build,
     "rerank_training.json": rerank_training,
     "rerank_speed.json": rerank_speed,
+    "rerank_gate.json": rerank_gate,
     "rerank_quality.json": rerank_quality,
     "rerank_weight.json": rerank_weight,
     "compact_quality.json": compact_quality,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
@@ -29,19 +28,10 @@ from koe5.evaluation import BM25Retriever, DenseRetriever
 from koe5.evaluation.metrics import evaluate_run
 from koe5.evaluation.retrievers import HybridRetriever
 from koe5.tasks import BUNDLED, get_task
-from koe5.tasks.data import assemble
+from koe5.tasks.data import sample_queries
 
 HYBRID_DEPTHS = (20, 50, 100)
 DENSE_DEPTH = 50
-
-
-def sample(data, n: int | None, seed: int):
-    if not n or n >= len(data.queries):
-        return data
-    keep = sorted(random.Random(seed).sample(sorted(data.queries), n))
-    qrels = [(q, d, g) for q in keep for d, g in data.qrels[q].items()]
-    return assemble(data.corpus, {q: data.queries[q] for q in keep}, qrels, origin="sample",
-                    doc_join=data.doc_join)  # fmt: skip
 
 
 def ndcg10(qrels, run) -> float:
@@ -92,6 +82,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.rerank_cache"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of other tasks (and other fields) already in --out",
+    )
     args = parser.parse_args()
 
     import koe5
@@ -104,7 +99,7 @@ def main() -> None:
     tag = f"{reranker.name.replace('/', '_')}-{reranker.max_length}-{args.queries}-{args.seed}"
     rows: dict[str, dict[str, float]] = {}
     for name in (t.strip() for t in args.tasks.split(",") if t.strip()):
-        data = sample(get_task(name).load(), args.queries, args.seed)
+        data = sample_queries(get_task(name).load(), args.queries, args.seed)
         hybrid_run = hybrid.rank(data, min(max(HYBRID_DEPTHS), len(data.corpus)))
         dense_run = dense.rank(data, min(DENSE_DEPTH, len(data.corpus)))
         candidates = {}
@@ -126,10 +121,15 @@ def main() -> None:
         row[f"dense + rerank {DENSE_DEPTH}"] = ndcg10(data.qrels, reranked(scores, dense_run, DENSE_DEPTH))
         rows[name] = row
         print(f"# {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "queries"), flush=True)
+    earlier = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.is_file() else {}
+    if earlier and (earlier["reranker"], earlier["max_length"]) != (reranker.name, reranker.max_length):
+        raise SystemExit(f"{args.out} holds another reranker's rows; merge refused")
+    rows = {**earlier.get("ndcg_at_10", {}), **rows}  # a task rerun keeps its place, a new one comes last
     result = {
+        **earlier,
         "reranker": reranker.name,
         "max_length": reranker.max_length,
-        "queries per task": args.queries or "all",
+        "queries per task": "; ".join(f"{t} {row['queries']}" for t, row in rows.items()),
         "seed": args.seed,
         "ndcg_at_10": rows,
     }

@@ -8,6 +8,9 @@ tokens: what a search's candidates look like, where padding to the longest costs
   koe5, as a sentence-transformers user runs it;
 * ``koe5.rerank.Reranker.score`` (token-budget batches, koe5's unpadded fp32 path: oneDNN linears and
   koe5's attention kernel) and the same on transformers' padded forward (``reranker.fast = None``);
+* the same with koe5's other reranker backends (``koe5 export --reranker --onnx --int8``): ONNX Runtime
+  in fp32 and int8, and torch in bf16 where the CPU has bf16 hardware (their roofline share is left
+  out: int8 and bf16 products have rooflines of their own, not the fp32 GEMM rate's);
 
 for two models: the offline default's shape (multilingual-e5-small as a cross-encoder: koe5's trained
 reranker when installed, else the default model with a seeded head, which costs the same) and
@@ -15,7 +18,7 @@ bge-reranker-v2-m3's shape (XLM-R large: 24 layers, 1024 wide; random weights, t
 depend on them). Reported: pairs/s, × baseline, and the share of the fp32 GEMM roofline (the machine's
 measured GEMM rate over the model's FLOPs per pair, attention included). Then the p50/p99 of a whole
 search with reranking (hybrid top 50 of an index of AutoRAG's documents, reranked, top 10), default
-shape only.
+shape only, with torch fp32 and with onnx-int8.
 
     .venv/bin/python benchmarks/rerank_speed.py --out benchmarks/results/rerank_speed.json
 """
@@ -149,7 +152,37 @@ def flops_per_pair(lengths: np.ndarray, hidden: int, layers: int, ffn: int) -> f
     return float(sum(n * (dense + layers * 4 * n * hidden) for n in lengths))
 
 
-def measure(folder: Path, pairs, repeats: int, gemm: float) -> dict:
+def exported_copy(folder: Path, tmp: Path) -> Path:
+    """A copy of the reranker folder with its ONNX exports (the installed reranker is left as it is)."""
+    import shutil
+
+    from koe5.rerank.export import export_reranker
+
+    copy = tmp / f"{folder.parent.name}-onnx"
+    if not copy.is_dir():
+        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("onnx"))
+        export_reranker(str(copy), int8=True)
+    return copy
+
+
+def other_backends(folder: Path, tmp: Path) -> dict:
+    """koe5's other reranker backends on ``folder``: loaders by row name."""
+    from koe5.rerank import Reranker
+    from koe5.runtime.hardware import cpu_has_native_bf16
+
+    copy = exported_copy(folder, tmp)
+    out = {
+        "koe5, onnx": lambda: Reranker.load(str(copy), max_length=512, backend="onnx"),
+        "koe5, onnx-int8": lambda: Reranker.load(str(copy), max_length=512, backend="onnx-int8"),
+    }
+    if cpu_has_native_bf16():
+        out["koe5, torch-bf16"] = lambda: Reranker.load(
+            str(folder), device="cpu", max_length=512, precision="bf16"
+        )
+    return out
+
+
+def measure(folder: Path, pairs, repeats: int, gemm: float, tmp: Path) -> dict:
     from koe5.rerank import Reranker
 
     texts = [p for _, p in pairs]
@@ -172,21 +205,31 @@ def measure(folder: Path, pairs, repeats: int, gemm: float) -> dict:
     reranker.fast = None
     padded_s = best(lambda: reranker.score(QUERY, texts))
     reranker.fast = fast
+    others = {}
+    reranker = None  # one model in memory at a time (XLM-R large: 2.2 GB each)
+    for name, load in other_backends(folder, tmp).items():
+        other = load()
+        others[name] = best(lambda: other.score(QUERY, texts))  # noqa: B023
+        other = None
     base_s = baseline(folder, pairs, repeats)
     row = {"pairs": len(texts), "mean tokens per pair": round(float(lengths.mean()), 1)}
-    for name, seconds in (("plain CrossEncoder.predict, batch 32", base_s), ("koe5", koe5_s),
-                          ("koe5, transformers' padded forward", padded_s)):  # fmt: skip
+    fp32 = {
+        "plain CrossEncoder.predict, batch 32": base_s,
+        "koe5": koe5_s,
+        "koe5, transformers' padded forward": padded_s,
+    }
+    for name, seconds in {**fp32, **others}.items():
         row[name] = {
             "pairs/s": round(len(texts) / seconds, 2),
             "x baseline": round(base_s / seconds, 2),
-            "roofline share": round(flops / seconds / (gemm * 1e9), 3),
+            "roofline share": round(flops / seconds / (gemm * 1e9), 3) if name in fp32 else None,
         }
     return row
 
 
-def search_latency(folder: Path, queries: int) -> dict:
-    """p50/p99 (ms) of hybrid top 50 of an AutoRAG index reranked to 10, one query at a time, against
-    the same search without reranking."""
+def search_latency(folder: Path, queries: int, tmp: Path) -> dict:
+    """p50/p99 (ms) of hybrid top 50 of an AutoRAG index reranked to 10, one query at a time (torch fp32
+    and onnx-int8), against the same search without reranking."""
     import koe5
     from koe5.embcache import EmbeddingCache
     from koe5.rerank import Reranker
@@ -196,14 +239,16 @@ def search_latency(folder: Path, queries: int) -> dict:
     data = get_task("AutoRAGRetrieval").load()
     encoder = koe5.load("default")
     reranker = Reranker.load(str(folder), device="cpu")
+    int8 = Reranker.load(str(exported_copy(folder, tmp)), backend="onnx-int8")
     docs = [{"id": d, "text": data.doc_text(d)} for d in data.corpus]
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        index = Index.build(docs, encoder, Path(tmp) / "index", cache=EmbeddingCache())
+    with tempfile.TemporaryDirectory() as work:
+        index = Index.build(docs, encoder, Path(work) / "index", cache=EmbeddingCache())
         asked = list(data.queries.values())[:queries]
         for label, options in (
             ("hybrid", {}),
             ("hybrid + rerank 50", {"rerank": reranker, "rerank_depth": 50}),
+            ("hybrid + rerank 50, onnx-int8", {"rerank": int8, "rerank_depth": 50}),
         ):
             index.search(asked[0], k=10, **options)
             times = []
@@ -245,15 +290,17 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         small = default_shape(Path(tmp))
-        result["default shape (multilingual-e5-small)"] = measure(small, pairs, args.repeats, gemm)
-        result[f"default shape, {VARIED}"] = measure(small, varied, args.repeats, gemm)
+        result["default shape (multilingual-e5-small)"] = measure(small, pairs, args.repeats, gemm, Path(tmp))
+        result[f"default shape, {VARIED}"] = measure(small, varied, args.repeats, gemm, Path(tmp))
         print(json.dumps(result, indent=1), flush=True)
         if not args.skip_large:
             large = random_cross_encoder(Path(tmp) / "large", LARGE)
-            result["bge-reranker-v2-m3 shape (XLM-R large, random)"] = measure(large, pairs, 1, gemm)
-            result[f"bge-reranker-v2-m3 shape, {VARIED}"] = measure(large, varied, 1, gemm)
+            result["bge-reranker-v2-m3 shape (XLM-R large, random)"] = measure(
+                large, pairs, 1, gemm, Path(tmp)
+            )
+            result[f"bge-reranker-v2-m3 shape, {VARIED}"] = measure(large, varied, 1, gemm, Path(tmp))
             print(json.dumps(result, indent=1), flush=True)
-        result["search with reranking"] = search_latency(small, args.queries)
+        result["search with reranking"] = search_latency(small, args.queries, Path(tmp))
     text = json.dumps(result, ensure_ascii=False, indent=1)
     print(text)
     if args.out:

@@ -29,15 +29,21 @@ from koe5.evaluation import BM25Retriever, DenseRetriever
 from koe5.evaluation.retrievers import HybridRetriever
 from koe5.search import Fusion
 from koe5.tasks import get_task
+from koe5.tasks.data import sample_queries
 from koe5.train.devsets import dev_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rerank_quality import HYBRID_DEPTHS, ndcg10, pair_scores, report, sample, top
+from rerank_quality import HYBRID_DEPTHS, ndcg10, pair_scores, report, top
 
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 DEV_DEPTH = 20
 #: The bundled samples rerank_quality.py scored (queries per task; None: all).
-BUNDLED_SAMPLES = {"PublicHealthQA": None, "BelebeleRetrieval": 40, "SQuADKorV1Retrieval": 40}
+BUNDLED_SAMPLES = {
+    "PublicHealthQA": None,
+    "BelebeleRetrieval": 40,
+    "SQuADKorV1Retrieval": 40,
+    "AutoRAGRetrieval": 40,
+}
 
 
 def blended(scores: dict, run: dict, depth: int, weight: float) -> dict:
@@ -84,7 +90,7 @@ def main() -> None:
 
     bundled: dict[str, dict[str, float]] = {}
     for name, queries in BUNDLED_SAMPLES.items():
-        data = sample(get_task(name).load(), queries, args.seed)
+        data = sample_queries(get_task(name).load(), queries, args.seed)
         run = hybrid.rank(data, min(max(HYBRID_DEPTHS), len(data.corpus)))
         tag = f"{reranker.name.replace('/', '_')}-{reranker.max_length}-{queries}-{args.seed}"
         path = args.cache / f"{name}-{tag}.npz"

@@ -246,7 +246,8 @@ def test_cli_rerank_flag_uses_the_default_reranker(built, tiny_reranker_dir, tmp
 
 def test_cli_rerank_options_are_checked(built, tiny_reranker_dir):
     result = invoke("search", built.folder, "서울", "--rerank-depth", 20)
-    assert result.exit_code == 2 and "--rerank-depth and --rerank-weight need --rerank" in result.output
+    need = "--rerank-depth, --rerank-weight and --rerank-backend need --rerank"
+    assert result.exit_code == 2 and need in result.output
     result = invoke("search", built.folder, "서울", "--rerank-weight", 0.5)
     assert result.exit_code == 2 and "need --rerank" in result.output
     result = invoke("search", built.folder, "서울", "--reranker", tiny_reranker_dir, "--rerank-weight", 2)
@@ -261,6 +262,27 @@ def test_cli_rerank_options_are_checked(built, tiny_reranker_dir):
 
 
 # --- the benchmark -------------------------------------------------------------------------------
+
+
+def test_cli_search_reranks_with_an_onnx_backend(built, tiny_reranker_dir, tmp_path):
+    """--rerank-backend onnx: the exported reranker orders the hits as torch does, and JSON says which ran."""
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from koe5.rerank.export import export_reranker
+
+    folder = tmp_path / "ce"
+    shutil.copytree(tiny_reranker_dir, folder)
+    export_reranker(str(folder))
+    found = {}
+    for backend in ("torch", "onnx"):
+        args = ("--reranker", folder, "--rerank-backend", backend, "--json")
+        doc = json.loads(invoke("search", built.folder, "대한민국의 수도", "-k", 5, *args).stdout)
+        assert doc["rerank_backend"] == backend
+        found[backend] = [(h["doc_id"], round(h["score"], 4)) for h in doc["hits"]]
+    assert found["onnx"] == found["torch"]
+    result = invoke("search", built.folder, "서울", "--rerank-backend", "onnx")
+    assert result.exit_code == 2 and "--rerank-backend need --rerank" in result.output
 
 
 @pytest.fixture(scope="module")

@@ -258,7 +258,7 @@ def test_without_a_reranker_the_routes_name_the_flag(tiny, index):
 def test_info_health_and_metrics_show_the_reranker(client, reranker, sample_texts):
     info = client.get("/info").json()["reranker"]
     assert info == {"name": reranker.name, "max_length": MAX_LENGTH, "activation": "sigmoid",
-                    "weight": 1.0, "device": "cpu"}  # fmt: skip
+                    "weight": 1.0, "backend": "torch", "device": "cpu"}  # fmt: skip
     assert client.get("/health").json()["reranker"] == reranker.name
     client.post("/rerank", json={"query": QUERY, "texts": [f"{sample_texts[2]} {sample_texts[3]}", "가"]})
     text = client.get("/metrics").text
@@ -353,3 +353,15 @@ def test_a_reranker_that_cannot_load_stops_the_server(tiny_model_dir):
         app, ["serve", "--model", str(tiny_model_dir), "--reranker", str(tiny_model_dir)]
     )
     assert result.exit_code != 0 and "not a reranker" in result.output
+
+
+def test_serve_rerank_options_need_a_reranker(tiny_model_dir, tiny_reranker_dir):
+    from koe5.cli import app
+
+    base = ["serve", "--model", str(tiny_model_dir)]
+    result = CliRunner().invoke(app, [*base, "--rerank-backend", "onnx"])
+    assert result.exit_code == 2 and "--rerank-backend need --reranker MODEL" in result.output
+    # an ONNX backend for a reranker never exported: the error names the command that exports it
+    onnx = ["--reranker", str(tiny_reranker_dir), "--rerank-backend", "onnx"]
+    result = CliRunner().invoke(app, [*base, *onnx])
+    assert result.exit_code == 2 and "--reranker --onnx" in result.output

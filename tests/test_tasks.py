@@ -144,6 +144,18 @@ def test_bundled_content(bundled):
     assert not any(data.skipped for name, data in bundled.items() if name != "SQuADKorV1Retrieval")
 
 
+def test_sample_queries_is_seeded_and_keeps_judgments_and_corpus(bundled):
+    from koe5.tasks.data import sample_queries
+
+    data = bundled["PublicHealthQA"]
+    some = sample_queries(data, 10, seed=3)
+    assert len(some.queries) == 10 and set(some.queries) <= set(data.queries)
+    assert some.queries == sample_queries(data, 10, seed=3).queries  # the seed decides
+    assert some.queries != sample_queries(data, 10, seed=4).queries
+    assert some.qrels == {q: data.qrels[q] for q in some.queries} and some.corpus is data.corpus
+    assert sample_queries(data, None) is data and sample_queries(data, len(data.queries)) is data
+
+
 # --- doc_text: MTEB 1.20.1's document text ---------------------------------------------------------
 
 

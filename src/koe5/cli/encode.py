@@ -263,32 +263,53 @@ def convert(
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="'default', a model folder or a hub id.")] = "default",
+    model: Annotated[
+        str, typer.Argument(help="'default', a model (or with --reranker a reranker) folder or hub id.")
+    ] = "default",
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (fp32).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write the int8-quantised ONNX model.")] = False,
+    reranker: Annotated[
+        bool, typer.Option("--reranker", help="MODEL is a reranker (cross-encoder); 'default': koe5's own.")
+    ] = False,
     gate: Annotated[
         bool, typer.Option("--gate/--no-gate", help="Measure quality and speed; record what 'auto' uses.")
     ] = True,
     force: Annotated[bool, typer.Option("--force", help="Export again even if the files exist.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write ONNX backends beside a model, gate them on quality (NDCG@10) and choose 'auto'."""
-    from koe5.runtime.export import GATE, choose_backends, export_onnx
+    """Write ONNX backends beside a model or reranker, gate them on quality (NDCG@10) and choose 'auto'."""
+    from koe5.runtime.export import GATE
 
     if not onnx:
         fail("nothing to do: pass --onnx (and --int8 for the quantised model)")
     with failing():
-        folder = export_onnx(model, int8=int8, force=force, log=say)
-        report = choose_backends(folder, log=say) if gate else None
+        if reranker:
+            from koe5.rerank.export import choose_reranker_backends, export_reranker
+
+            folder = export_reranker(model, int8=int8, force=force, log=say)
+            report = choose_reranker_backends(folder, log=say) if gate else None
+        else:
+            from koe5.runtime.export import choose_backends, export_onnx
+
+            folder = export_onnx(model, int8=int8, force=force, log=say)
+            report = choose_backends(folder, log=say) if gate else None
     if as_json:
         typer.echo(json.dumps({"folder": str(folder), "report": report}, indent=2))
         return
     typer.echo(str(folder))
-    if report:
-        for name, e in report["backends"].items():
-            verdict = "passes" if e["passes_gate"] else f"fails (more than {GATE} below torch)"
-            typer.echo(
-                f"{name:10} NDCG@10 {e['ndcg_at_10']:.5f} {verdict}; "
+    if not report:
+        return
+    for name, e in report["backends"].items():
+        verdict = "passes" if e["passes_gate"] else f"fails (more than {GATE} below torch)"
+        if reranker:
+            speed = f"{e['pairs_per_s']:.1f} pairs/s"
+        else:
+            speed = (
                 f"queries {e['query_tokens_per_s']:.0f} tok/s, passages {e['passage_tokens_per_s']:.0f} tok/s"
             )
-        typer.echo(f"auto: queries → {report['auto']['query']}, passages → {report['auto']['passage']}")
+        typer.echo(f"{name:10} NDCG@10 {e['ndcg_at_10']:.5f} {verdict}; {speed}")
+    chosen = report["auto"]
+    if reranker:
+        typer.echo(f"auto: pairs → {chosen['pairs']}")
+    else:
+        typer.echo(f"auto: queries → {chosen['query']}, passages → {chosen['passage']}")

@@ -261,3 +261,11 @@ RerankWeightOpt = Annotated[
         "(default: the reranker's own, 1 where koe5 knows none: its order alone).",
     ),
 ]
+
+RerankBackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--rerank-backend",
+        help="What runs the reranker: torch, onnx, onnx-int8 or auto (see koe5 export --reranker).",
+    ),
+]

@@ -45,6 +45,9 @@ def rerank(
     ] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = "auto",
+    backend: Annotated[
+        str, typer.Option("--backend", help="torch, onnx, onnx-int8 or auto (see koe5 export --reranker).")
+    ] = "torch",
     as_json: JsonOpt = False,
 ) -> None:
     """Rerank candidates for a query with a cross-encoder: best first, with scores and their fields."""
@@ -56,7 +59,8 @@ def rerank(
         check_query(query)
         found = read_candidates(candidates, field=field, fmt=fmt)
         check_top_k(top_k, len(found))  # a bad --top-k costs no model load
-        reranker = Reranker.load(model, device=device, max_length=max_length, precision=precision)
+        how = {"device": device, "max_length": max_length, "precision": precision, "backend": backend}
+        reranker = Reranker.load(model, **how)
         say(f"reranking {len(found)} candidates with {reranker.name} (max {reranker.max_length} tokens)")
         texts = [c.text for c in found]
         stats = reranker.score_with_stats(

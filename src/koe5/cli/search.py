@@ -19,6 +19,7 @@ from koe5.cli.options import (
     JsonOpt,
     ModelOptions,
     PrecisionOpt,
+    RerankBackendOpt,
     RerankWeightOpt,
     app,
     comma_list,
@@ -316,21 +317,27 @@ def _fusion(index, method: str | None, dense_weight: float | None):
 
 
 def _reranker(
-    k: int, rerank: bool, name: str | None, depth: int | None, weight: float | None, device, precision
+    k: int,
+    rerank: bool,
+    name: str | None,
+    depth: int | None,
+    weight: float | None,
+    how: dict,
 ):
-    """The reranker ``--rerank``/``--reranker`` name (``None``: no reranking) and the depth to rerank."""
+    """The reranker ``--rerank``/``--reranker`` name (``None``: no reranking) and the depth to rerank;
+    ``how``: the device, precision and backend it loads with."""
     from koe5.rerank.model import check_weight
     from koe5.search.reranking import DEFAULT_DEPTH, check_depth
 
     if not rerank and name is None:
-        if depth is not None or weight is not None:
-            fail("--rerank-depth and --rerank-weight need --rerank (or --reranker MODEL)")
+        if depth is not None or weight is not None or how["backend"] != "torch":
+            fail("--rerank-depth, --rerank-weight and --rerank-backend need --rerank (or --reranker MODEL)")
         return None, DEFAULT_DEPTH
     depth = check_depth(k, max(DEFAULT_DEPTH, k) if depth is None else depth)  # before the model loads
     weight = None if weight is None else check_weight(weight)
     from koe5.rerank import Reranker
 
-    reranker = Reranker.load(name or "default", device=device, precision=precision, weight=weight)
+    reranker = Reranker.load(name or "default", weight=weight, **how)
     say(f"reranking the {depth} best with {reranker.name}")
     return reranker, depth
 
@@ -391,6 +398,7 @@ def search(
         ),
     ] = None,
     rerank_weight: RerankWeightOpt = None,
+    rerank_backend: RerankBackendOpt = "torch",
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Must be the model the index was built with.")
     ] = None,
@@ -404,7 +412,8 @@ def search(
     filters = _filters(filter_ or [])
     with failing():
         index = open_index(index_dir, model=model, device=device, precision=precision)
-        reranker, depth = _reranker(k, rerank, reranker_name, rerank_depth, rerank_weight, device, precision)
+        loading = {"device": device, "precision": precision, "backend": rerank_backend}
+        reranker, depth = _reranker(k, rerank, reranker_name, rerank_depth, rerank_weight, loading)
         chosen = _fusion(index, fusion, dense_weight)
         how = {"fusion": chosen, "rerank": reranker, "rerank_depth": depth}
         hits = index.search(query, k=k, mode=mode, filters=filters or None, **how)
@@ -414,6 +423,7 @@ def search(
         doc = {"query": query, "mode": mode, "k": k, "hits": [h.to_dict() for h in hits]}
         if reranker is not None:
             doc |= {"reranker": reranker.name, "rerank_depth": depth, "rerank_weight": reranker.weight}
+            doc["rerank_backend"] = reranker.backend
         if warnings:
             doc["warnings"] = warnings
         typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))

@@ -11,6 +11,7 @@ import typer
 from koe5.cli.options import (
     MODEL_DEFAULTS,
     ModelOptions,
+    RerankBackendOpt,
     RerankWeightOpt,
     app,
     fail,
@@ -130,6 +131,7 @@ def serve(
         ),
     ] = None,
     rerank_weight: RerankWeightOpt = None,
+    rerank_backend: RerankBackendOpt = "torch",
     # --model and --backend are serve's own (default: the index's); their values arrive here too
     model_options: ModelOptions = MODEL_DEFAULTS,
     limits: dict[str, Any] | None = None,
@@ -152,7 +154,7 @@ def serve(
         settings = Settings.from_env(**(limits or {}))
     with failing():
         encoder, search_index = _open(index, model_options)
-        cross_encoder = _reranker(reranker, rerank_weight, model_options)
+        cross_encoder = _reranker(reranker, rerank_weight, rerank_backend, model_options)
     _announce(host, port, encoder, search_index, settings, cross_encoder)
     run(
         create_app(encoder, search_index, settings, reranker=cross_encoder),
@@ -173,15 +175,15 @@ def _open(index: str | None, options: ModelOptions):
     return found.encoder, found
 
 
-def _reranker(name: str | None, weight: float | None, options: ModelOptions):
+def _reranker(name: str | None, weight: float | None, backend: str, options: ModelOptions):
     """The reranker ``--reranker`` names, on the model's device; ``None`` without the flag."""
     if name is None:
-        if weight is not None:
-            fail("--rerank-weight needs --reranker MODEL")
+        if weight is not None or backend != "torch":
+            fail("--rerank-weight and --rerank-backend need --reranker MODEL")
         return None
     from koe5.rerank import Reranker
 
-    return Reranker.load(name, device=options.device, weight=weight)
+    return Reranker.load(name, device=options.device, weight=weight, backend=backend)
 
 
 def _announce(host: str, port: int, encoder, index, settings: Settings, reranker=None) -> None:

@@ -39,3 +39,16 @@ def cpu_vendor_and_flags(cpuinfo: str | None = None) -> tuple[str, set[str]]:
         if vendor and flags:
             break
     return vendor, set(flags.split())
+
+
+def cpu_model() -> str:
+    """The processor's name (``model name`` in ``/proc/cpuinfo``), else what ``platform`` knows: the
+    machine beside a measured figure (``platform.processor()`` is empty on most Linux systems)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -3,7 +3,8 @@
 Modules: ``registry`` (known rerankers, as data in ``data/rerankers.json``), ``folders`` (what a
 reranker folder must be, checked before its weights load), ``inputs`` (the rules a call's input must
 meet), ``model`` (:class:`Reranker`: load, score, rank, save), ``ranking`` (scores → a ranking) and
-``candidates`` (reading candidates from JSONL or text files, for ``koe5 rerank``).
+``candidates`` (reading candidates from JSONL or text files, for ``koe5 rerank``), ``backends`` (torch
+or ONNX Runtime runs the model; ``auto``) and ``export`` (ONNX exports and the backends' quality gate).
 
 Example::
 

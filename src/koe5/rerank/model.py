@@ -31,11 +31,13 @@ import numpy as np
 from koe5.batching import length_sorted_batches
 from koe5.errors import ModelError, TooLongError
 from koe5.files import atomic_dir
+from koe5.rerank.backends import OnnxClassifier, runner_name
 from koe5.rerank.folders import FolderFacts, choose_max_length, config_folder, inspect_folder
 from koe5.rerank.inputs import check_candidates, check_query, check_top_k
 from koe5.rerank.ranking import Ranked, ranked
 from koe5.rerank.registry import DEFAULT, RerankerSpec, resolve
 from koe5.runtime.base import DTYPES, PRECISIONS
+from koe5.runtime.select import TORCH_BF16
 
 log = logging.getLogger("koe5")
 
@@ -81,21 +83,26 @@ class Reranker:
         activation: str,
         max_tokens: int = MAX_TOKENS,
         weight: float = 1.0,
+        onnx: OnnxClassifier | None = None,
+        tokenizer=None,
     ) -> None:
         self.spec = spec
         self.location = location
+        #: sentence-transformers' CrossEncoder; ``None`` where ONNX Runtime runs the model (``onnx``)
         self.cross_encoder = model
         self.max_length = max_length
         self.activation = activation
         self.max_tokens = max_tokens
         #: its share of a reranked search result's score (:func:`koe5.search.reranking.blend`)
         self.weight = check_weight(weight)
+        #: the exported classifier when ONNX Runtime runs the model (:mod:`koe5.rerank.backends`)
+        self.onnx = onnx
         #: the Hugging Face tokenizer (call it under ``_lock``: see the class docstring)
-        self.tokenizer = model.tokenizer
+        self.tokenizer = model.tokenizer if model is not None else tokenizer
         self._lock = threading.Lock()
         self._specials = self.tokenizer.num_special_tokens_to_add(pair=True)
         #: koe5's fp32 CPU path (:mod:`koe5.cpu.classifier`) where it covers the model, else None
-        self.fast = _fast_path(model)
+        self.fast = _fast_path(model) if model is not None else None
 
     @classmethod
     def load(
@@ -107,6 +114,7 @@ class Reranker:
         precision: str = "auto",
         max_tokens: int = MAX_TOKENS,
         weight: float | None = None,
+        backend: str = "torch",
     ) -> Reranker:
         """Load a reranker: ``"default"`` (koe5's own, after ``koe5 train-reranker``), a registry id,
         a folder or another hub id.
@@ -116,20 +124,38 @@ class Reranker:
         folder or a head of more than one label is a :class:`~koe5.errors.ModelError`, raised before
         any weights are read. ``weight``: the reranker's share of a reranked search result's score,
         the rest the first stage's (default: the registry's ``weight``, else 1: the reranker alone).
+        ``backend``: ``torch``, or ``onnx``, ``onnx-int8`` or ``auto`` for a local folder exported by
+        ``koe5 export NAME --reranker --onnx`` (:mod:`koe5.rerank.backends`).
         """
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
         if max_tokens < 1:
             raise ModelError(f"max_tokens must be at least 1, got {max_tokens}")
         spec, location, local = resolve(name_or_folder)
+        runner = runner_name(backend, name_or_folder, location, local)  # before any download
         name = location if local else name_or_folder
         facts = inspect_folder(config_folder(location, local), name)
         length = choose_max_length(max_length, spec.max_length, facts, name)
-        model = _load_cross_encoder(location, device, length, precision)
         activation = _activation(spec, facts)
         weight = spec.extra.get("weight", 1.0) if weight is None else weight
         how = {"max_length": length, "activation": activation, "max_tokens": max_tokens, "weight": weight}
-        return cls(spec, location, model, **how)
+        if runner in ("onnx", "onnx-int8"):
+            if device not in (None, "cpu"):
+                raise ModelError(f"reranker backend {runner!r} runs on the CPU, not {device!r}")
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            reranker = cls(
+                spec, location, None, **how, onnx=OnnxClassifier(location, runner), tokenizer=tokenizer
+            )
+        else:
+            precision = "bf16" if runner == TORCH_BF16 else precision
+            reranker = cls(spec, location, _load_cross_encoder(location, device, length, precision), **how)
+        reranker.backend = runner
+        return reranker
+
+    #: what runs the model: ``torch``, ``torch-bf16``, ``onnx`` or ``onnx-int8`` (set by :meth:`load`)
+    backend = "torch"
 
     @property
     def name(self) -> str:
@@ -137,7 +163,7 @@ class Reranker:
 
     @property
     def device(self) -> str:
-        return str(self.cross_encoder.device)
+        return "cpu" if self.cross_encoder is None else str(self.cross_encoder.device)
 
     def pair_lengths(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Tokens of each (query, text) pair as the model would read it uncut, special tokens included.
@@ -226,6 +252,10 @@ class Reranker:
         folder beside it, then one rename); its activation is saved with it."""
         import torch
 
+        if self.cross_encoder is None:
+            raise ModelError(
+                f"a reranker run by {self.backend} cannot be saved: load it with backend='torch'"
+            )
         folder = Path(folder)
         keep = self.cross_encoder.activation_fn
         sigmoid = self.activation == "sigmoid"
@@ -257,14 +287,14 @@ class Reranker:
                     padding=True,
                     truncation="longest_first",
                     max_length=self.max_length,
-                    return_tensors="np" if self.fast else "pt",
+                    return_tensors="np" if self.onnx or self.fast else "pt",
                 )
             finally:
                 self.tokenizer.truncation_side = keep
-        if self.fast is not None:
-            types = features.get("token_type_ids")
-            logits = self.fast(features["input_ids"], features["attention_mask"], types)
-            return logits.float().view(-1).numpy()
+        runner = self.onnx or self.fast
+        if runner is not None:
+            logits = runner(features["input_ids"], features["attention_mask"], features.get("token_type_ids"))
+            return np.asarray(logits, dtype=np.float32).reshape(-1)
         model = self.cross_encoder.model
         features = {key: value.to(model.device) for key, value in features.items()}
         with torch.inference_mode():
@@ -277,7 +307,8 @@ class Reranker:
     def __repr__(self) -> str:
         return (
             f"Reranker({self.name!r}, max_length={self.max_length}, activation={self.activation!r}, "
-            f"weight={self.weight:g}, device={self.device!r}, location={self.location!r})"
+            f"weight={self.weight:g}, backend={self.backend!r}, device={self.device!r}, "
+            f"location={self.location!r})"
         )
 
 

@@ -18,23 +18,29 @@ def onnx_dir(folder: str | Path) -> Path:
     return Path(folder) / "onnx"
 
 
+def onnx_session(path: Path, how: str):
+    """An ONNX Runtime session on the CPU for ``path``; ``how`` is the command that writes the file,
+    named in the error when it is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ModelError("the onnx backends need onnxruntime: pip install 'koe5[onnx]'") from exc
+    if not path.is_file():
+        raise ModelError(f"{path} does not exist: run `{how}` first")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ONNX Runtime's idle threads spin for a while after each call; beside torch in the same
+    # process (backend="auto") they would take the cores torch needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRunner(SynchronousRunner):
     """ONNX Runtime session over the exported encoder, with the folder's pooling done in numpy."""
 
     def __init__(self, path: Path, pooling: str, name: str) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ModelError("the onnx backends need onnxruntime: pip install 'koe5[onnx]'") from exc
-        if not path.is_file():
-            raise ModelError(f"{path} does not exist: run `koe5 export MODEL --onnx` first")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = cpu_threads()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ONNX Runtime's idle threads spin for a while after each call; beside torch in the same
-        # process (backend="auto") they would take the cores torch needs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, "koe5 export MODEL --onnx")
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.pooling = pooling
         self.name = name

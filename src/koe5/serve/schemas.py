@@ -242,6 +242,7 @@ class RerankerInfo(BaseModel):
     weight: float = Field(
         description="Its share of a /search hit's score when reranked (the rest the index's; 1: its alone)."
     )
+    backend: str = Field(description="What runs it: `torch`, `torch-bf16`, `onnx` or `onnx-int8`.")
     device: str
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -150,6 +151,17 @@ def assemble(
         level = logging.WARNING if reason in _SUSPICIOUS else logging.INFO
         logger.log(level, "%s: dropped %d %s", origin, count, reason)
     return RetrievalData(corpus, kept_queries, judged, skipped, doc_join)
+
+
+def sample_queries(data: RetrievalData, n: int | None, seed: int = 0) -> RetrievalData:
+    """``n`` of ``data``'s queries, drawn with ``seed`` (all of them when ``n`` is ``None`` or not
+    fewer), with their judgments and the whole corpus: for measurements too slow to run on every query."""
+    if not n or n >= len(data.queries):
+        return data
+    keep = sorted(random.Random(seed).sample(sorted(data.queries), n))
+    qrels = [(q, d, g) for q in keep for d, g in data.qrels[q].items()]
+    queries = {q: data.queries[q] for q in keep}
+    return assemble(data.corpus, queries, qrels, origin="sample", doc_join=data.doc_join)
 
 
 def _count(skipped: dict[str, int], reason: str) -> None:

@@ -132,6 +132,7 @@ def _reranker_card(reranker) -> dict | None:
         "max_length": int(reranker.max_length),
         "activation": reranker.activation,
         "weight": weight_of(reranker),
+        "backend": getattr(reranker, "backend", "torch"),
         "device": str(reranker.device),
     }
 
