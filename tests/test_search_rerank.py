@@ -378,3 +378,24 @@ def test_cli_bench_files_a_reranked_retriever_under_its_own_row(tiny_model_dir, 
         assert refused.exit_code == 2 and "+rerank:MODEL" in refused.output, bad
     refused = invoke("bench", "-t", folder, "-r", "bm25+rerank", "--rerank-depth", 0)
     assert refused.exit_code == 2 and "--rerank-depth must be at least 1" in refused.output
+    # another backend scores differently, so its results go under a row of their own
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from koe5.rerank.export import export_reranker
+
+    exported = tmp_path / "ce-onnx"
+    shutil.copytree(tiny_reranker_dir, exported)
+    export_reranker(str(exported))
+    onnx = ["-r", f"bm25+rerank:{exported}", "--rerank-depth", 2, "--rerank-backend", "onnx", "--json"]
+    result = invoke("bench", "-t", folder, "-o", out, *onnx)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["retrievers"] == ["koe5/bm25-kiwi+rerank-ce-onnx-d2-onnx"]
+
+
+def test_rerank_labels_name_the_weight_and_the_backend():
+    from koe5.evaluation.retrievers import rerank_label
+
+    assert rerank_label("koe5/hybrid", "a/b-reranker", 50) == "koe5/hybrid+rerank-b-reranker-d50"
+    assert rerank_label("koe5/hybrid", "r", 20, 0.2) == "koe5/hybrid+rerank-r-d20-w0.2"
+    assert rerank_label("koe5/hybrid", "r", 20, 0.2, "onnx-int8") == "koe5/hybrid+rerank-r-d20-w0.2-onnx-int8"

@@ -14,6 +14,7 @@ from koe5.cli.options import (
     JsonOpt,
     ModelOpt,
     ModelOptions,
+    RerankBackendOpt,
     app,
     comma_list,
     fail,
@@ -49,6 +50,7 @@ def bench(
     rerank_depth: Annotated[
         int, typer.Option("--rerank-depth", help="+rerank: how many first-stage documents to rerank.")
     ] = 50,
+    rerank_backend: RerankBackendOpt = "torch",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Encode everything again.")] = False,
     batch_size: BatchSizeOpt = None,
     model_options: ModelOptions = MODEL_DEFAULTS,
@@ -67,11 +69,9 @@ def bench(
     from koe5.evaluation.report import bench_document
     from koe5.tasks import BUNDLED
 
-    ks = int_list(k, "--k")
-    names = comma_list(tasks) if tasks else list(BUNDLED)
+    ks, names = int_list(k, "--k"), comma_list(tasks) if tasks else list(BUNDLED)
     kinds = _kinds(retrievers, rerank_depth)
-    started = time.perf_counter()
-    label = model_label(model)
+    started, label = time.perf_counter(), model_label(model)
     enc = dense = None
     by_model: dict[str, dict] = {}
     with failing():
@@ -79,7 +79,7 @@ def bench(
             enc = model_options.load()
             cache = None if no_cache else EmbeddingCache()
             dense = DenseRetriever(enc, cache=cache, show_progress=show_progress(), batch_size=batch_size)
-        for retriever, row in _retrievers(kinds, dense, label, model_options, rerank_depth):
+        for retriever, row in _retrievers(kinds, dense, label, model_options, (rerank_depth, rerank_backend)):
             by_model[row] = evaluate_tasks(
                 retriever,
                 names,
@@ -130,18 +130,21 @@ def _kinds(retrievers: str, depth: int) -> list[tuple[str, str | None]]:
 
 
 def _retrievers(
-    kinds: list[tuple[str, str | None]], dense, label: str, model_options: ModelOptions, depth: int
+    kinds: list[tuple[str, str | None]], dense, label: str, model_options: ModelOptions, rerank: tuple
 ):
     """(retriever, the row its results are filed under) per ``--retrievers`` entry. A first stage is
-    made once (hybrid+rerank reuses hybrid's BM25 index), each reranker loaded once, on the model's
-    device; a reranked row is ``<first stage's row>+rerank-<reranker>-d<depth>``."""
+    made once (hybrid+rerank reuses hybrid's BM25 index), each reranker loaded once on the model's
+    device and precision with ``rerank``'s backend; ``rerank``: ``(--rerank-depth, --rerank-backend)``.
+    A reranked row is ``<first stage's row>+rerank-<reranker>-d<depth>``
+    (:func:`~koe5.evaluation.retrievers.rerank_label`)."""
     from koe5.evaluation import RerankRetriever
     from koe5.evaluation.retrievers import rerank_label
     from koe5.rerank import Reranker
+    from koe5.search.reranking import weight_of
 
-    names = sorted({name for _, name in kinds if name})
-    how = {"device": model_options.device, "precision": model_options.precision}
-    rerankers = {name: Reranker.load(name, **how) for name in names}
+    depth, backend = rerank
+    how = {"device": model_options.device, "precision": model_options.precision, "backend": backend}
+    rerankers = {name: Reranker.load(name, **how) for name in sorted({name for _, name in kinds if name})}
     stages: dict[str, tuple] = {}
     out = []
     for kind, reranker in kinds:
@@ -149,7 +152,8 @@ def _retrievers(
             stages[kind] = _retriever(kind, dense, label)
         retriever, row = stages[kind]
         if reranker:
-            row = rerank_label(row, rerankers[reranker].name, depth)
+            loaded = rerankers[reranker]
+            row = rerank_label(row, loaded.name, depth, weight_of(loaded), loaded.backend)
             retriever = RerankRetriever(
                 retriever, rerankers[reranker], depth, name=row, show_progress=show_progress()
             )

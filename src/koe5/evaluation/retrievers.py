@@ -260,7 +260,8 @@ class RerankRetriever:
             raise InputError(f"depth must be a positive integer, got {depth!r}")
         self.first_stage, self.reranker, self.depth = first_stage, reranker, depth
         self.weight = weight_of(reranker)
-        self.name = name or rerank_label(first_stage.name, reranker.name, depth, self.weight)
+        backend = getattr(reranker, "backend", "torch")
+        self.name = name or rerank_label(first_stage.name, reranker.name, depth, self.weight, backend)
         self.show_progress = show_progress
 
     def rank(self, data: RetrievalData, top_k: int) -> Run:
@@ -284,9 +285,13 @@ class RerankRetriever:
         return run
 
 
-def rerank_label(first_stage: str, reranker: str, depth: int, weight: float = 1.0) -> str:
+def rerank_label(
+    first_stage: str, reranker: str, depth: int, weight: float = 1.0, backend: str = "torch"
+) -> str:
     """The row (and result folder) of a reranked first stage: ``<first stage>+rerank-<reranker>-d<depth>``,
-    the reranker named by its last path part (``koe5/bm25-kiwi+rerank-bge-reranker-v2-m3-ko-d50``), and
-    ``-w<weight>`` where the reranker's score is blended with the first stage's."""
+    the reranker named by its last path part (``koe5/bm25-kiwi+rerank-bge-reranker-v2-m3-ko-d50``),
+    ``-w<weight>`` where the reranker's score is blended with the first stage's, and ``-<backend>``
+    where another backend than torch fp32 runs it (``-onnx-int8``: its scores differ)."""
     short = reranker.rstrip("/").rsplit("/", 1)[-1]
-    return f"{first_stage}+rerank-{short}-d{depth}" + (f"-w{weight:g}" if weight < 1 else "")
+    label = f"{first_stage}+rerank-{short}-d{depth}" + (f"-w{weight:g}" if weight < 1 else "")
+    return label + (f"-{backend}" if backend != "torch" else "")
