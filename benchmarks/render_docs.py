@@ -617,12 +617,20 @@ def rerank_quality(name: str) -> str:
         name,
         "benchmarks/rerank_quality.py",
     )
+    out += _ndcg_table(rows, tasks, labels)
+    for length, other in r.get("ndcg_at_10 at other max lengths", {}).items():
+        out += f"\nThe same queries with the reranker reading {length} tokens a pair:\n\n"
+        out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if k != "queries"])
+    return out
+
+
+def _ndcg_table(rows: dict, tasks: list[str], labels: list[str]) -> str:
     body = []
     for label in labels:
         scores = [rows[t][label] for t in tasks]
         body.append([label, *(f"{v:.4f}" for v in scores), f"{sum(scores) / len(scores):.4f}"])
     heads = [t.replace("Retrieval", "") + f" ({rows[t]['queries']} q)" for t in tasks]
-    return out + table(["ranking", *heads, "average"], body)
+    return table(["ranking", *heads, "average"], body)
 
 
 def rerank_weight(name: str) -> str:
@@ -649,18 +657,20 @@ def rerank_weight(name: str) -> str:
     out += table(["weight", *tasks, "worst regret", "average"], body) + "\n"
     rows = r["bundled"]
     if rows:
-        names = list(rows)
-        labels = [k for k in rows[names[0]] if k != "queries"]
-        body = []
-        for label in labels:
-            scores = [rows[t][label] for t in names]
-            body.append([label, *(f"{v:.4f}" for v in scores), f"{sum(scores) / len(scores):.4f}"])
-        heads = [t.replace("Retrieval", "") + f" ({rows[t]['queries']} q)" for t in names]
         out += (
             "The bundled suite once, NDCG@10 (the hybrid's top 20, 50 or 100 reordered; the queries "
             "that `rerank_quality.json` scored):\n\n"
         )
-        out += table(["ranking", *heads, "average"], body)
+        out += _ndcg_table(rows, list(rows), [k for k in next(iter(rows.values())) if k != "queries"])
+    for length, other in r.get("bundled at other max lengths", {}).items():
+        out += f"\nThe same with the reranker reading {length} tokens a pair:\n\n"
+        out += _ndcg_table(other, list(other), [k for k in next(iter(other.values())) if k != "queries"])
+    lengths = r.get("by max length")
+    if lengths:
+        body = [[str(n), f"{e['chosen weight']:.1f}", f"{e['worst regret']:.4f}", f"{e['dev average']:.4f}"]
+                for n, e in lengths.items()]  # fmt: skip
+        out += "\nThe same choice on the dev tasks at each max length (the default's in the registry):\n\n"
+        out += table(["max length (tokens)", "chosen weight", "worst regret", "dev average"], body)
     return out
 
 

@@ -61,6 +61,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--reranker", default="default")
+    parser.add_argument("--max-length", type=int, default=None, help="the reranker's (default: its own)")
     parser.add_argument("--queries", type=int, default=100, help="dev queries per source")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.rerank_cache"))
@@ -70,7 +71,7 @@ def main() -> None:
     import koe5
     from koe5.rerank import Reranker
 
-    reranker = Reranker.load(args.reranker)
+    reranker = Reranker.load(args.reranker, max_length=args.max_length)
     hybrid = HybridRetriever(DenseRetriever(koe5.load("default"), cache=EmbeddingCache()), BM25Retriever())
     args.cache.mkdir(parents=True, exist_ok=True)
     dev: dict[str, dict[str, float]] = {}
