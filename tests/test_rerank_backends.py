@@ -78,8 +78,9 @@ def test_backend_errors_name_the_problem(exported, tiny_reranker_dir, tiny_model
         Reranker.load(str(exported), backend="tensorrt")
     with pytest.raises(ModelError, match="koe5 export NAME --reranker --onnx"):
         Reranker.load(str(tiny_reranker_dir), backend="onnx")  # a folder never exported
-    with pytest.raises(ModelError, match=r"needs a local reranker.*koe5 export some/hub-id --reranker"):
+    with pytest.raises(ModelError, match=r"ONNX export of some/hub-id.*koe5 export some/hub-id --reranker"):
         runner_name("onnx", "some/hub-id", "some/hub-id", local=False)
+    assert runner_name("auto", "some/hub-id", "some/hub-id", local=False) == "torch"  # nothing recorded
     with pytest.raises(ModelError, match="runs on the CPU, not 'cuda'"):
         Reranker.load(str(exported), backend="onnx", device="cuda")
     with pytest.raises(ModelError, match="cannot be saved: load it with backend='torch'"):
@@ -89,6 +90,20 @@ def test_backend_errors_name_the_problem(exported, tiny_reranker_dir, tiny_model
     with pytest.raises(ModelError, match="an embedding model"):
         export_reranker(str(embedding))
     assert not onnx_dir(embedding).exists()  # refused before anything was written
+
+
+def test_a_hub_reranker_runs_from_the_copy_koe5_export_made(exported, tmp_path, monkeypatch):
+    """`koe5 export HUB_ID --reranker` saves the hub reranker in koe5's cache and exports it there; an
+    ONNX backend of the same hub id then loads that copy, offline, under the hub id's name."""
+    from koe5.rerank.registry import cached_copy
+
+    monkeypatch.setenv("KOE5_CACHE", str(tmp_path))
+    shutil.copytree(exported, cached_copy("someone/tiny-ce"))
+    onnx = Reranker.load("someone/tiny-ce", backend="onnx")
+    assert onnx.backend == "onnx" and onnx.name == "someone/tiny-ce"
+    assert onnx.location == str(tmp_path / "models" / "someone--tiny-ce")
+    expected = Reranker.load(str(exported), backend="onnx").score(QUERY, TEXTS, raw=True)
+    np.testing.assert_allclose(onnx.score(QUERY, TEXTS, raw=True), expected)
 
 
 def test_weights_beyond_one_onnx_file_go_beside_it(exported, tmp_path, monkeypatch):

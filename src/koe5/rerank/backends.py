@@ -51,15 +51,16 @@ def auto_runner(folder: Path) -> str:
 
 def runner_name(backend: str, name: str, location: str, local: bool) -> str:
     """The runner ``backend`` means for the reranker ``name`` (at ``location``), checked before any
-    weights load: an unknown backend, or an ONNX backend without a local folder, is a ModelError."""
+    weights load: an unknown backend, or an ONNX backend without a local folder, is a ModelError;
+    ``auto`` is torch where no gate recorded a choice (a hub id koe5 never exported)."""
     if backend not in BACKENDS:
         raise ModelError(f"unknown reranker backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return backend
+    if backend == "torch" or (backend == "auto" and not local):  # auto: nothing recorded for a hub id
+        return "torch"
     if not local:
         raise ModelError(
-            f"reranker backend {backend!r} needs a local reranker folder with an ONNX export; run "
-            f"`koe5 export {name} --reranker --onnx` and load the folder it prints"
+            f"reranker backend {backend!r} needs an ONNX export of {name}; run "
+            f"`koe5 export {name} --reranker --onnx` (it saves a copy in koe5's cache and exports that)"
         )
     return auto_runner(Path(location)) if backend == "auto" else backend
 

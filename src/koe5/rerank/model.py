@@ -35,7 +35,7 @@ from koe5.rerank.backends import OnnxClassifier, runner_name
 from koe5.rerank.folders import FolderFacts, choose_max_length, config_folder, inspect_folder
 from koe5.rerank.inputs import check_candidates, check_query, check_top_k
 from koe5.rerank.ranking import Ranked, ranked
-from koe5.rerank.registry import DEFAULT, RerankerSpec, resolve
+from koe5.rerank.registry import DEFAULT, RerankerSpec, cached_copy, resolve
 from koe5.runtime.base import DTYPES, PRECISIONS
 from koe5.runtime.select import TORCH_BF16
 
@@ -132,6 +132,8 @@ class Reranker:
         if max_tokens < 1:
             raise ModelError(f"max_tokens must be at least 1, got {max_tokens}")
         spec, location, local = resolve(name_or_folder)
+        if not local and backend != "torch" and cached_copy(location).is_dir():
+            location, local = str(cached_copy(location)), True  # the copy `koe5 export` made and exported
         runner = runner_name(backend, name_or_folder, location, local)  # before any download
         name = location if local else name_or_folder
         facts = inspect_folder(config_folder(location, local), name)
