@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -52,13 +51,10 @@ def machine() -> dict:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from cpu_speed import gemm_gflops
 
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    from koe5.cpu.features import cpu_model
+
     total = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory (GB)": round(total / 1e9, 1),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory (GB)": round(total / 1e9, 1),
             "fp32 GEMM (GFLOP/s)": round(max(gemm_gflops().values()), 1)}  # fmt: skip
 
 

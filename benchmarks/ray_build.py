@@ -129,7 +129,9 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from cpu_speed import gemm_gflops
-    from postgres_store import _cpu_model, korean_texts
+    from postgres_store import korean_texts
+
+    from koe5.cpu.features import cpu_model
 
     tmp = Path(tempfile.mkdtemp(prefix="koe5-raybench-"))
     texts = korean_texts(args.data, max(args.docs, args.large) + 50)
@@ -219,7 +221,7 @@ def main() -> None:
         "local Ray cluster start + stop (s)": round(start_stop, 1),
         "gpu estimate": gpu_estimate(),
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores": cores,
             "fp32 GEMM (GFLOP/s)": round(max(gemm_gflops().values()), 1),
             "ray": ray.__version__,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -279,6 +278,7 @@ def main() -> None:
     from cpu_speed import gemm_gflops
     from transformers import AutoTokenizer
 
+    from koe5.cpu.features import cpu_model
     from koe5.registry import ensure_default_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_default_model()))
@@ -286,7 +286,7 @@ def main() -> None:
     varied = [(QUERY, t) for t in varied_passages(tokenizer, args.candidates, 480)]
     gemm = max(gemm_gflops().values())
     result: dict = {
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "fp32 GEMM (GFLOP/s)": round(gemm, 1)}
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "fp32 GEMM (GFLOP/s)": round(gemm, 1)}
     }
     with tempfile.TemporaryDirectory() as tmp:
         small = default_shape(Path(tmp))
@@ -305,16 +305,6 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 if __name__ == "__main__":

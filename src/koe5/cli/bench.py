@@ -154,9 +154,7 @@ def _retrievers(
         if reranker:
             loaded = rerankers[reranker]
             row = rerank_label(row, loaded.name, depth, weight_of(loaded), loaded.backend)
-            retriever = RerankRetriever(
-                retriever, rerankers[reranker], depth, name=row, show_progress=show_progress()
-            )
+            retriever = RerankRetriever(retriever, loaded, depth, name=row, show_progress=show_progress())
         out.append((retriever, row))
     return out
 

@@ -128,16 +128,14 @@ def _measure(reranker, sets: list[GateSet]) -> dict:
 
     first = sets[0]
     some = next(iter(first.candidates.items()))
-    with quiet_logger("koe5"):  # every backend cuts the same pairs: a warning a query is noise
-        reranker.score(first.data.queries[some[0]], [first.data.doc_text(d) for d in some[1][:4]])  # warm-up
+    reranker.score(first.data.queries[some[0]], [first.data.doc_text(d) for d in some[1][:4]])  # warm-up
     ndcg, pairs, tokens, seconds = [], 0, 0, 0.0
     for gate in sets:
         run = {}
         for q, docs in gate.candidates.items():
             texts = [gate.data.doc_text(d) for d in docs]
             start = time.perf_counter()
-            with quiet_logger("koe5"):
-                stats = reranker.score_with_stats(gate.data.queries[q], texts)
+            stats = reranker.score_with_stats(gate.data.queries[q], texts)
             seconds += time.perf_counter() - start
             pairs, tokens = pairs + len(texts), tokens + stats.tokens
             run[q] = dict(zip(docs, stats.scores.tolist(), strict=True))
@@ -180,5 +178,6 @@ def choose_reranker_backends(
         say(f"measuring {runner}: NDCG@10 of reranking BM25's top {depth} on {', '.join(tasks)}")
         precision, backend = ("bf16", "torch") if runner == TORCH_BF16 else ("fp32", runner)
         reranker = Reranker.load(str(folder), device="cpu", precision=precision, backend=backend)
-        report["backends"][runner] = _measure(reranker, sets)
+        with quiet_logger("koe5"):  # every backend cuts the same pairs: a warning a query is noise
+            report["backends"][runner] = _measure(reranker, sets)
     return record_choice(folder, report, {PAIRS: "pairs_per_s"})

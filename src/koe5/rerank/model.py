@@ -85,9 +85,12 @@ class Reranker:
         weight: float = 1.0,
         onnx: OnnxClassifier | None = None,
         tokenizer=None,
+        backend: str = "torch",
     ) -> None:
         self.spec = spec
         self.location = location
+        #: what runs the model: ``torch``, ``torch-bf16``, ``onnx`` or ``onnx-int8``
+        self.backend = backend
         #: sentence-transformers' CrossEncoder; ``None`` where ONNX Runtime runs the model (``onnx``)
         self.cross_encoder = model
         self.max_length = max_length
@@ -132,8 +135,9 @@ class Reranker:
         if max_tokens < 1:
             raise ModelError(f"max_tokens must be at least 1, got {max_tokens}")
         spec, location, local = resolve(name_or_folder)
-        if not local and backend != "torch" and cached_copy(location).is_dir():
-            location, local = str(cached_copy(location)), True  # the copy `koe5 export` made and exported
+        copy = cached_copy(location)
+        if not local and backend != "torch" and copy.is_dir():
+            location, local = str(copy), True  # the copy `koe5 export` made and exported
         runner = runner_name(backend, name_or_folder, location, local)  # before any download
         name = location if local else name_or_folder
         facts = inspect_folder(config_folder(location, local), name)
@@ -141,23 +145,18 @@ class Reranker:
         activation = _activation(spec, facts)
         weight = spec.extra.get("weight", 1.0) if weight is None else weight
         how = {"max_length": length, "activation": activation, "max_tokens": max_tokens, "weight": weight}
+        how["backend"] = runner
         if runner in ("onnx", "onnx-int8"):
             if device not in (None, "cpu"):
                 raise ModelError(f"reranker backend {runner!r} runs on the CPU, not {device!r}")
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(location)
-            reranker = cls(
+            return cls(
                 spec, location, None, **how, onnx=OnnxClassifier(location, runner), tokenizer=tokenizer
             )
-        else:
-            precision = "bf16" if runner == TORCH_BF16 else precision
-            reranker = cls(spec, location, _load_cross_encoder(location, device, length, precision), **how)
-        reranker.backend = runner
-        return reranker
-
-    #: what runs the model: ``torch``, ``torch-bf16``, ``onnx`` or ``onnx-int8`` (set by :meth:`load`)
-    backend = "torch"
+        precision = "bf16" if runner == TORCH_BF16 else precision
+        return cls(spec, location, _load_cross_encoder(location, device, length, precision), **how)
 
     @property
     def name(self) -> str:

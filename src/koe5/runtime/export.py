@@ -120,9 +120,8 @@ def write_onnx(module, input_names: tuple[str, ...], output_name: str, path: Pat
     when whole, so a killed export leaves no half-written model."""
     import torch
 
-    ids = torch.tensor([[0, 100, 200, 300, 2], [0, 100, 200, 2, 1]])
     examples = {
-        "input_ids": ids,
+        "input_ids": torch.tensor([[0, 100, 200, 300, 2], [0, 100, 200, 2, 1]]),
         "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]),
         "token_type_ids": torch.tensor([[0, 0, 0, 1, 1], [0, 0, 0, 1, 0]]),
     }
