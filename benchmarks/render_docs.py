@@ -502,12 +502,14 @@ def postgres_equality(name: str) -> str:
 
 
 def rerank_training(name: str) -> str:
-    """koe5 train-reranker's recipe with each loss: time, memory, dev NDCG@10."""
+    """koe5 train-reranker's recipe with each loss, then with each kind of training data: time, memory,
+    dev NDCG@10."""
     r = load(name)
     m = r["machine"]
     out = about(
-        f"`koe5 train-reranker` (recipe {r['recipe']}) with each loss; dev NDCG@10 of reranking each dev "
-        "query's BM25 top 20 (BM25's own order: the first row)",
+        f"`koe5 train-reranker` (recipe {r['recipe']}, with its data of that time: BM25 negatives, one "
+        "query a group) with each loss; dev NDCG@10 of reranking each dev query's BM25 top 20 (BM25's own "
+        "order: the first row)",
         f"{m['cpu']}, {m['cores']} cores",
         m.get("fp32 GEMM (GFLOP/s)"),
         name,
@@ -535,6 +537,31 @@ def rerank_training(name: str) -> str:
             f"{run['wall (min)']:.1f} min, peak {run['peak memory (GB)']:.1f} GB, dev NDCG@10 "
             f"{run['dev ndcg@10']:.4f} ({run['note']}).\n"
         )
+    data = r.get("data")
+    if data:
+        m = data["machine"]
+        out += (
+            f"\nThe training data, each kind measured on {data['date']} ({m['cpu']}, {m['cores']} cores, "
+            f"fp32 GEMM {m['fp32 GEMM (GFLOP/s)']}; {m['note']}); chosen by {data['rule']}. "
+            f"{data['note']}\n\n"
+        )
+        body = []
+        for run in data["runs"]:
+            row = [
+                run["run"] + (" (chosen)" if run["run"] == data["chosen"] else ""),
+                f"{run['training queries']:,}",
+                str(run["steps"]),
+                f"{run['wall (min)']:.1f}",
+                f"{run['peak memory (GB)']:.1f}",
+                f"{run['dev ndcg@10']:.4f}",
+                f"{run['dev ndcg@10, hybrid top 20, reranker alone']:.4f}",
+                f"{run['dev ndcg@10, hybrid top 20, blended']:.4f} (w {run['chosen weight']:.1f})",
+                f"{run['worst regret at the chosen weight']:.4f}",
+            ]
+            body.append(bold(row) if run["run"] == data["chosen"] else row)
+        head = [*head[:-1], "dev NDCG@10 (BM25 top 20)", "hybrid top 20: reranker alone", "blended",
+                "worst regret"]  # fmt: skip
+        out += table(head, body)
     return out
 
 
@@ -621,6 +648,12 @@ def rerank_quality(name: str) -> str:
     for length, other in r.get("ndcg_at_10 at other max lengths", {}).items():
         out += f"\nThe same queries with the reranker reading {length} tokens a pair:\n\n"
         out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if k != "queries"])
+    earlier = r.get("earlier recipe")
+    if earlier:
+        other = earlier["ndcg_at_10"]
+        recipe, length = earlier["recipe"], r["max_length"]
+        out += f"\nThe same queries reranked by the reranker of {recipe}, {length} tokens a pair:\n\n"
+        out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if "rerank" in k])
     return out
 
 
@@ -671,6 +704,16 @@ def rerank_weight(name: str) -> str:
                 for n, e in lengths.items()]  # fmt: skip
         out += "\nThe same choice on the dev tasks at each max length (the default's in the registry):\n\n"
         out += table(["max length (tokens)", "chosen weight", "worst regret", "dev average"], body)
+    earlier = r.get("earlier recipe")
+    if earlier:
+        w = f"{earlier['chosen weight']:.1f}"
+        out += (
+            f"\nThe reranker of {earlier['recipe']}, the same way: weight {w} chosen on the dev tasks (worst "
+            f"regret {earlier['worst regret'][w]:.4f}, dev average {earlier['dev average'][w]:.4f}; the "
+            f"reranker alone {earlier['dev average']['1.0']:.4f}); the bundled suite:\n\n"
+        )
+        other = earlier["bundled"]
+        out += _ndcg_table(other, list(other), [k for k in next(iter(other.values())) if k != "queries"])
     return out
 
 

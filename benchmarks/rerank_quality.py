@@ -17,6 +17,7 @@ on the same sample, so every row compares like with like.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -45,6 +46,19 @@ def top(run_q: dict, depth: int) -> list[str]:
 def reranked(scores: dict, run: dict, depth: int) -> dict:
     """The first stage's top ``depth`` of each query, scored by the reranker."""
     return {q: {d: scores[q][d] for d in top(run.get(q, {}), depth)} for q in scores}
+
+
+def score_tag(reranker, queries, seed) -> str:
+    """The file name of a reranker's pair scores: its name, length, sample, and a digest of its weights,
+    so that a model retrained under the same name (the default) is scored anew, not read from the cache."""
+    digest = hashlib.sha1()
+    folder = Path(str(reranker.location))
+    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        with open(weights, "rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    name = reranker.name.replace("/", "_")
+    return f"{name}-{digest.hexdigest()[:10]}-{reranker.max_length}-{queries}-{seed}"
 
 
 def pair_scores(reranker, data, candidates: dict[str, list[str]], path: Path) -> dict[str, dict[str, float]]:
@@ -96,7 +110,7 @@ def main() -> None:
     dense = DenseRetriever(koe5.load("default"), cache=EmbeddingCache())
     hybrid = HybridRetriever(dense, BM25Retriever())
     args.cache.mkdir(parents=True, exist_ok=True)
-    tag = f"{reranker.name.replace('/', '_')}-{reranker.max_length}-{args.queries}-{args.seed}"
+    tag = score_tag(reranker, args.queries, args.seed)
     rows: dict[str, dict[str, float]] = {}
     for name in (t.strip() for t in args.tasks.split(",") if t.strip()):
         data = sample_queries(get_task(name).load(), args.queries, args.seed)

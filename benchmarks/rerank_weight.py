@@ -33,7 +33,7 @@ from koe5.tasks.data import sample_queries
 from koe5.train.devsets import dev_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rerank_quality import HYBRID_DEPTHS, ndcg10, pair_scores, report, top
+from rerank_quality import HYBRID_DEPTHS, ndcg10, pair_scores, report, score_tag, top
 
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 DEV_DEPTH = 20
@@ -78,7 +78,7 @@ def main() -> None:
     for name, data in dev_tasks(queries=args.queries, seed=args.seed).items():
         run = hybrid.rank(data, min(DEV_DEPTH, len(data.corpus)))
         candidates = {q: top(run.get(q, {}), DEV_DEPTH) for q in data.queries}
-        tag = f"dev-{name.replace('/', '_')}-{reranker.name}-{reranker.max_length}-{args.queries}-{args.seed}"
+        tag = f"dev-{name.replace('/', '_')}-{score_tag(reranker, args.queries, args.seed)}"
         scores = pair_scores(reranker, data, candidates, args.cache / f"{tag}.npz")
         dev[name] = {f"{w:.1f}": ndcg10(data.qrels, blended(scores, run, DEV_DEPTH, w)) for w in WEIGHTS}
         print(f"# {name}: " + ", ".join(f"{w} {v:.4f}" for w, v in dev[name].items()), flush=True)
@@ -93,8 +93,7 @@ def main() -> None:
     for name, queries in BUNDLED_SAMPLES.items():
         data = sample_queries(get_task(name).load(), queries, args.seed)
         run = hybrid.rank(data, min(max(HYBRID_DEPTHS), len(data.corpus)))
-        tag = f"{reranker.name.replace('/', '_')}-{reranker.max_length}-{queries}-{args.seed}"
-        path = args.cache / f"{name}-{tag}.npz"
+        path = args.cache / f"{name}-{score_tag(reranker, queries, args.seed)}.npz"
         if not path.is_file():
             print(f"# {name}: no pair scores at {path}; run rerank_quality.py first", flush=True)
             continue

@@ -47,6 +47,17 @@ def test_negatives_are_never_positives_of_the_query_or_its_group(bm25):
     assert report.queries == 3 and set(rows[0]) == {"query", "document", "hard_negative", "group"}
 
 
+def test_group_texts_guard_the_answers_of_rows_left_out_of_the_sample():
+    # only the first seoul row is mined; the second's answer is in the corpus and would be its negative
+    sample, left_out = PAIRS[:1], PAIRS[1]["positive"]
+    corpus = [*CORPUS, left_out]
+    args = {"corpus": corpus, "method": "bm25", "num_negatives": 5, "margin": 0.0, "range_min": 0}
+    rows, _ = mine_hard_negatives(sample, **args)
+    assert left_out in {r["hard_negative"] for r in rows}
+    rows, _ = mine_hard_negatives(sample, group_texts={"seoul": [left_out, "not in the corpus"]}, **args)
+    assert rows and left_out not in {r["hard_negative"] for r in rows}
+
+
 def test_range_and_margin(bm25):
     index, texts = bm25
     query = PAIRS[0]["query"]

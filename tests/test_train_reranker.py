@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 
 import pytest
 
@@ -54,6 +55,40 @@ def test_training_rows_keep_the_dev_split_out_and_are_reproducible(recipe, sourc
     assert len(rows) == len({r["query"] for r in rows}) > 20  # one query per programme left
 
 
+def test_bm25_and_dense_negatives_in_turn_and_several_queries_a_group(recipe, source_dir, train_rows):
+    def rows_by(mining: str) -> dict[str, list[str]]:
+        chosen = dataclasses.replace(recipe, negatives=2, per_group=2, queries=200, mining=mining)
+        return {r["query"]: r["negatives"] for r in training_rows(chosen, source_dir)}
+
+    bm25, dense, mixed = rows_by("bm25"), rows_by("dense"), rows_by("bm25+dense")
+    assert set(bm25) | set(dense) <= set(mixed)
+    assert any(bm25[q] != dense[q] for q in set(bm25) & set(dense))
+    for query in set(bm25) & set(dense):  # one from each method in turn, a text both found once
+        first = bm25[query][0]
+        second = dense[query][0] if dense[query][0] != first else bm25[query][1]
+        assert mixed[query] == [first, second]
+    group_of = {r["query"]: r["group"] for r in train_rows}
+    per_group = Counter(group_of[q] for q in mixed)
+    assert max(per_group.values()) == 2 and min(per_group.values()) >= 1
+    answers_of = {}
+    for r in train_rows:
+        answers_of.setdefault(r["group"], set()).add(r["document"])
+    assert not any(set(negs) & answers_of[group_of[q]] for q, negs in mixed.items())
+
+
+def test_a_run_folder_of_an_older_koe5_resumes(recipe, source_dir, tmp_path):
+    from koe5.train.reranker import _prepare
+
+    out = tmp_path / "run"
+    assert _prepare(out, recipe, resume=False, overwrite=False) is None
+    recorded = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    del recorded["mining"], recorded["per_group"]  # the fields an older koe5 did not write
+    (out / "recipe.json").write_text(json.dumps(recorded), encoding="utf-8")
+    assert _prepare(out, recipe, resume=True, overwrite=False) is None  # no checkpoint yet: step 0
+    with pytest.raises(InputError, match="another recipe"):
+        _prepare(out, dataclasses.replace(recipe, mining="dense"), resume=True, overwrite=False)
+
+
 def test_a_short_run_trains_saves_and_resumes(recipe, source_dir, tmp_path):
     from transformers import TrainerCallback
 
@@ -87,3 +122,7 @@ def test_recipe_values_are_checked():
         RerankerRecipe("x", loss="mse")
     with pytest.raises(InputError, match="negatives"):
         RerankerRecipe("x", negatives=0)
+    with pytest.raises(InputError, match="mining must be one of bm25, dense, bm25\\+dense, not 'colbert'"):
+        RerankerRecipe("x", mining="colbert")
+    with pytest.raises(InputError, match="per_group"):
+        RerankerRecipe("x", per_group=0)

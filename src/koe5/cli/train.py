@@ -283,6 +283,12 @@ def train_reranker(
     loss: Annotated[str | None, typer.Option("--loss", help="bce or lambda (default: the recipe's).")] = None,
     queries: Annotated[int | None, typer.Option("--queries", help="Training queries.")] = None,
     negatives: Annotated[int | None, typer.Option("--negatives", help="Hard negatives per query.")] = None,
+    per_group: Annotated[
+        int | None, typer.Option("--per-group", help="Queries of one group at most (default: the recipe's).")
+    ] = None,
+    mining: Annotated[
+        str | None, typer.Option("--mining", help="bm25, dense or bm25+dense (default: the recipe's).")
+    ] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (-1: the epochs).")] = -1,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     source_dir: Annotated[
@@ -305,6 +311,7 @@ def train_reranker(
     if recipe not in RECIPES:
         fail(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
     changes = {"base": base, "loss": loss, "queries": queries, "negatives": negatives, "seed": seed}
+    changes.update(mining=mining, per_group=per_group)
     with failing():
         chosen = dataclasses.replace(RECIPES[recipe], **{k: v for k, v in changes.items() if v is not None})
         out = output or cache_dir() / "runs" / chosen.name

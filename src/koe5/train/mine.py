@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,7 @@ def mine_hard_negatives(
     seed: int = 42,
     batch_size: int | None = None,
     show_progress: bool = False,
+    group_texts: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[list[dict[str, str]], MineReport]:
     """Rows with hard negatives, in ko-triplet columns (``query``, ``document``, ``hard_negative``).
 
@@ -102,9 +103,11 @@ def mine_hard_negatives(
     ``"triplet"`` — one row per negative; ``"n-tuple"`` — ``hard_negative_1..n`` in one row, only for
     queries that got all ``num_negatives``. ``encoder`` (a :class:`koe5.Encoder`) is needed for
     ``method="dense"``; ``analyzer`` optionally replaces BM25's default Kiwi analyzer.
+    ``group_texts`` (group → texts) guards more of a group than its rows' positives: where ``rows`` are
+    a sample of the material, the answers of the group's other rows, which are in the corpus.
     """
     _check_arguments(rows, method, encoder, range_min, range_max, num_negatives, sampling, output_format)
-    corpus_list, positives, guards = _corpus_and_guards(rows, corpus)
+    corpus_list, positives, guards = _corpus_and_guards(rows, corpus, group_texts or {})
     # n-tuples need the same number of negatives in every row: a given one counts only when n = 1
     keep = keep_given and (output_format == "triplet" or num_negatives == 1)
     todo = [i for i, r in enumerate(rows) if not (keep and r.get("negative"))]
@@ -159,7 +162,7 @@ def _check_arguments(
 
 
 def _corpus_and_guards(
-    rows: Sequence[Mapping[str, str]], corpus: Sequence[str]
+    rows: Sequence[Mapping[str, str]], corpus: Sequence[str], group_texts: Mapping[str, Iterable[str]]
 ) -> tuple[list[str], dict[str, set[int]], dict[str, set[int]]]:
     """The deduplicated corpus (the given texts plus every positive), and per query the corpus rows of
     its positives and of its group's positives (paraphrases of one programme, one StrategyQA term:
@@ -171,6 +174,8 @@ def _corpus_and_guards(
     for r in rows:
         if r.get("group"):
             by_group.setdefault(r["group"], set()).add(texts[r["positive"]])
+    for group, members in group_texts.items():
+        by_group.setdefault(group, set()).update(texts[t] for t in members if t in texts)
     positives: dict[str, set[int]] = {}
     guards: dict[str, set[int]] = {}
     for r in rows:

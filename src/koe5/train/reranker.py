@@ -21,12 +21,14 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import random
 import resource
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,18 +40,21 @@ from koe5.train.checkpoints import checkpoint_step, last_checkpoint
 log = logging.getLogger("koe5")
 
 LOSSES = ("bce", "lambda")
+MINING = ("bm25", "dense", "bm25+dense")
 
 
 @dataclass(frozen=True)
 class RerankerRecipe:
     """Everything a reranker run depends on. ``weights``: training source → multiplier (as
-    ``koe5 build-data --weights``); ``queries``: how many training queries (one per group, so that no
-    query's negatives are its own paraphrases' answers); ``negatives`` per query, mined by BM25 between
-    ranks ``range_min`` and ``range_max``; ``loss``: ``bce`` (binary cross-entropy over the positive
-    and each negative, the positive weighted by the number of negatives) or ``lambda`` (LambdaLoss,
-    listwise over the query's list); ``batch_size``: queries per step; ``dev_queries``: the dev split
-    per source (:func:`koe5.train.devsets.dev_tasks`), kept out of training, ``eval_queries`` of it
-    evaluated."""
+    ``koe5 build-data --weights``); ``queries``: how many training queries, at most ``per_group`` of a
+    group (paraphrases of one question; a group's answers are never its queries' negatives);
+    ``negatives`` per query, mined between ranks
+    ``range_min`` and ``range_max`` by ``mining``: ``bm25``, ``dense`` (the ``base`` embedding model) or
+    ``bm25+dense`` (taken in turn from both, as a hybrid search's candidates mix them); ``loss``:
+    ``bce`` (binary cross-entropy over the positive and each negative, the positive weighted by the
+    number of negatives) or ``lambda`` (LambdaLoss, listwise over the query's list); ``batch_size``:
+    queries per step; ``dev_queries``: the dev split per source (:func:`koe5.train.devsets.dev_tasks`),
+    kept out of training, ``eval_queries`` of it evaluated."""
 
     name: str
     base: str = "default"
@@ -60,10 +65,12 @@ class RerankerRecipe:
         ("parakqc", 1.0),
         ("chatbot", 0.5),
     )
-    queries: int = 3000
+    queries: int = 4000
+    per_group: int = 2
     negatives: int = 3
     range_min: int = 2
     range_max: int = 30
+    mining: str = "bm25+dense"
     loss: str = "bce"
     max_length: int = 256
     batch_size: int = 8
@@ -78,7 +85,9 @@ class RerankerRecipe:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
-        for name in ("queries", "negatives", "max_length", "batch_size", "epochs", "save_steps"):
+        if self.mining not in MINING:
+            raise InputError(f"mining must be one of {', '.join(MINING)}, not {self.mining!r}")
+        for name in ("queries", "per_group", "negatives", "max_length", "batch_size", "epochs", "save_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -110,45 +119,77 @@ class RerankerResult:
 
 
 def training_rows(recipe: RerankerRecipe, source_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """The recipe's training rows: ``{"query", "positive", "negatives": [...]}``, one per group outside
-    the dev split, negatives mined by BM25 with the false-negative guard; a pure function of the recipe."""
+    """The recipe's training rows: ``{"query", "positive", "negatives": [...]}``, ``per_group`` a group
+    outside the dev split, negatives mined with the false-negative guard (no answer of the query's group
+    is its negative); a pure function of the recipe."""
     from koe5.train.devsets import dev_groups
-    from koe5.train.mine import mine_hard_negatives
     from koe5.train.sources import build_rows
 
     rows, _ = build_rows(source_dir, dict(recipe.weights), seed=recipe.seed)
     held = dev_groups(source_dir, sources=_dev_sources(recipe), queries=recipe.dev_queries, seed=recipe.seed)
     rng = random.Random(recipe.seed)
-    seen: set[str] = set()
+    seen: Counter[str] = Counter()
     picked = []
     for row in rows:  # already shuffled by build_rows' seed
-        if row["group"] in held or row["group"] in seen:
+        if row["group"] in held or seen[row["group"]] >= recipe.per_group:
             continue
-        seen.add(row["group"])
+        seen[row["group"]] += 1
         picked.append({"query": row["query"], "positive": row["positive"], "group": row["group"]})
         if len(picked) >= recipe.queries:
             break
     corpus = sorted({r["positive"] for r in rows if r["group"] not in held})
-    mined, _ = mine_hard_negatives(
-        picked,
-        corpus=corpus,
-        method="bm25",
-        num_negatives=recipe.negatives,
-        range_min=recipe.range_min,
-        range_max=recipe.range_max,
-        output_format="n-tuple",
-        seed=recipe.seed,
-    )
-    out = []
-    for row in mined:
-        negatives = [
-            row[f"hard_negative_{k}"] for k in range(1, recipe.negatives + 1) if f"hard_negative_{k}" in row
-        ]
-        if negatives:
-            out.append({"query": row["query"], "positive": row["document"], "negatives": negatives})
+    # every answer of a picked query's group, not only the picked rows': the others are in the corpus
+    answers: dict[str, set[str]] = {row["group"]: set() for row in picked}
+    for row in rows:
+        if row["group"] in answers:
+            answers[row["group"]].add(row["positive"])
+    out = _mine(recipe, picked, corpus, answers)
     rng.shuffle(out)
     if not out:
         raise InputError("no training row got a hard negative: is the training material there?")
+    return out
+
+
+def _mine(
+    recipe: RerankerRecipe, picked: list[dict[str, Any]], corpus: list[str], answers: dict[str, set[str]]
+) -> list[dict[str, Any]]:
+    """``{"query", "positive", "negatives"}`` rows: each query's negatives by the recipe's mining; with
+    ``bm25+dense`` one from each method in turn (a text both found counts once); a query is kept only
+    where it gets ``negatives`` texts."""
+    from koe5.train.mine import mine_hard_negatives
+
+    methods = recipe.mining.split("+")
+    encoder = None
+    if "dense" in methods:
+        import koe5
+
+        encoder = koe5.load(recipe.base)
+    lists: dict[str, list[list[str]]] = {row["query"]: [] for row in picked}
+    for method in methods:
+        mined, _ = mine_hard_negatives(
+            picked,
+            corpus=corpus,
+            method=method,
+            encoder=encoder,
+            num_negatives=recipe.negatives,
+            range_min=recipe.range_min,
+            range_max=recipe.range_max,
+            output_format="triplet",
+            seed=recipe.seed,
+            group_texts=answers,
+        )
+        found: dict[str, list[str]] = {}
+        for row in mined:  # one row per negative, in the order mined
+            found.setdefault(row["query"], []).append(row["hard_negative"])
+        for query, texts in found.items():
+            lists[query].append(texts)
+    out = []
+    for row in picked:
+        turns = itertools.zip_longest(*lists[row["query"]])
+        merged = list(dict.fromkeys(text for turn in turns for text in turn if text is not None))
+        if len(merged) >= recipe.negatives:
+            negatives = merged[: recipe.negatives]
+            out.append({"query": row["query"], "positive": row["positive"], "negatives": negatives})
     return out
 
 
@@ -345,7 +386,7 @@ def _prepare(out: Path, recipe: RerankerRecipe, *, resume: bool, overwrite: bool
     """Check the run folder against the recipe; the checkpoint to resume from (``None``: fresh)."""
     recorded = out / "recipe.json"
     if resume:
-        if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) != recipe.to_dict():
+        if recorded.is_file() and _recorded_recipe(recorded) != recipe.to_dict():
             raise InputError(f"--resume: {out} was started with another recipe ({recorded}); resume with it")
         checkpoint = last_checkpoint(out / "checkpoints")
         if checkpoint is None:
@@ -362,6 +403,12 @@ def _prepare(out: Path, recipe: RerankerRecipe, *, resume: bool, overwrite: bool
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(recorded, json.dumps(recipe.to_dict(), indent=2, ensure_ascii=False).encode("utf-8"))
     return None
+
+
+def _recorded_recipe(path: Path) -> dict[str, Any]:
+    # a run folder of an older koe5 lacks the fields added since: their defaults are what it ran
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return {**RerankerRecipe(recorded.get("name", "")).to_dict(), **recorded}
 
 
 def _rows(out: Path, recipe: RerankerRecipe, source_dir) -> list[dict[str, Any]]:
