@@ -144,6 +144,27 @@ def test_onnx_without_export_is_a_clear_error(tiny_model_dir):
         koe5.load(str(tiny_model_dir), backend="onnx")
 
 
+def test_a_hub_model_runs_from_the_copy_koe5_export_made(exported, tiny, sample_texts, tmp_path, monkeypatch):
+    """`koe5 export HUB_ID` saves the hub model in koe5's cache and exports it there; an ONNX backend
+    of the same hub id then loads that copy, offline, with the registry's prefixes for that id."""
+    from koe5.encoder import exported_copy
+    from koe5.env import hub_copy
+
+    hub_id = "intfloat/multilingual-e5-small"  # in the registry: "query: " and "passage: "
+    monkeypatch.setenv("KOE5_CACHE", str(tmp_path))
+    assert exported_copy(hub_id, "auto") == (hub_id, "torch")  # never exported: nothing recorded
+    assert exported_copy(hub_id, "onnx") == (hub_id, "onnx")
+    with pytest.raises(ModelError, match=f"ONNX export of {hub_id}; run `koe5 export {hub_id} --onnx`"):
+        koe5.load(hub_id, backend="onnx")
+    shutil.copytree(exported, hub_copy(hub_id))
+    onnx = koe5.load(hub_id, backend="onnx")
+    assert onnx.backend == "onnx" and onnx.path == str(tmp_path / "models" / hub_id.replace("/", "--"))
+    assert onnx.spec.query_prefix == "query: " and onnx.spec.id == hub_id
+    for kind in ("query", "passage"):
+        a, b = onnx.encode(sample_texts, kind), tiny.encode(sample_texts, kind)
+        assert np.sum(a * b, axis=1).min() > 0.9999
+
+
 def test_cli_export_and_encode(exported, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["--quiet", "export", str(exported), "--onnx", "--no-gate"])

@@ -95,10 +95,10 @@ def test_backend_errors_name_the_problem(exported, tiny_reranker_dir, tiny_model
 def test_a_hub_reranker_runs_from_the_copy_koe5_export_made(exported, tmp_path, monkeypatch):
     """`koe5 export HUB_ID --reranker` saves the hub reranker in koe5's cache and exports it there; an
     ONNX backend of the same hub id then loads that copy, offline, under the hub id's name."""
-    from koe5.rerank.registry import cached_copy
+    from koe5.env import hub_copy
 
     monkeypatch.setenv("KOE5_CACHE", str(tmp_path))
-    shutil.copytree(exported, cached_copy("someone/tiny-ce"))
+    shutil.copytree(exported, hub_copy("someone/tiny-ce"))
     onnx = Reranker.load("someone/tiny-ce", backend="onnx")
     assert onnx.backend == "onnx" and onnx.name == "someone/tiny-ce"
     assert onnx.location == str(tmp_path / "models" / "someone--tiny-ce")

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 
 from koe5.batching import CPU_BATCH, GPU_BATCH, length_sorted_batches
+from koe5.env import hub_copy
 from koe5.errors import InputError
 from koe5.registry import DEFAULT, ModelSpec, resolve
 from koe5.runtime.base import Runner
@@ -345,6 +346,18 @@ def _max_length(folder: Path, tokenizer, spec: ModelSpec, st) -> int:
     return min(limits) if limits else 512
 
 
+def exported_copy(location: str, backend: str) -> tuple[str, str]:
+    """Where a backend other than torch reads a hub model: the copy ``koe5 export HUB_ID`` saved and
+    exported in koe5's cache (offline). ``auto`` is torch for a hub model with no copy (no gate has
+    recorded a choice for it); ``onnx`` without one stays as asked and fails naming the export."""
+    if backend == "torch" or Path(location).is_dir():
+        return location, backend
+    copy = hub_copy(location)
+    if copy.is_dir():
+        return str(copy), backend
+    return location, "torch" if backend == "auto" else backend
+
+
 def load(
     model: str = DEFAULT,
     backend: str = "torch",
@@ -367,6 +380,7 @@ def load(
     """
     check_backend(backend)  # before resolving: a typo costs no model load
     spec, location = resolve(model, query_prefix=query_prefix, passage_prefix=passage_prefix)
+    location, backend = exported_copy(location, backend)
     loaded = build_runners(model, location, backend, device, precision)
     st, tokenizer, runners = loaded.model, loaded.tokenizer, loaded.runners
     on_gpu = st is not None and st.device.type == "cuda"

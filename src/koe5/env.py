@@ -63,6 +63,12 @@ def cache_dir() -> Path:
     return Path(base) / "koe5"
 
 
+def hub_copy(hub_id: str) -> Path:
+    """Where koe5 keeps its own saved copy of a hub model: ``koe5 export HUB_ID`` saves the model there
+    and exports it beside its weights; the ONNX backends of the same hub id then load that copy."""
+    return cache_dir() / "models" / hub_id.replace("/", "--")
+
+
 def path(var: Variable) -> Path | None:
     """A folder or file named by ``var`` (``~`` expanded), or ``None``."""
     value = os.environ.get(var.name)

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from koe5.env import hub_copy
 from koe5.rerank.backends import PAIRS
 from koe5.rerank.folders import inspect_folder
-from koe5.rerank.registry import cached_copy, resolve
+from koe5.rerank.registry import resolve
 from koe5.runtime.export import (
     GATE,
     GATE_TASKS,
@@ -56,7 +57,7 @@ def reranker_folder(name: str) -> Path:
     _, location, local = resolve(name)
     if local:
         return Path(location)
-    copy = cached_copy(location)
+    copy = hub_copy(location)
     if not copy.is_dir():
         from koe5.rerank.model import Reranker
 

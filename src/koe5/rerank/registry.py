@@ -64,11 +64,6 @@ def default_reranker_dir() -> Path:
     return cache_dir() / "models" / known_rerankers()[DEFAULT].extra["cache_name"]
 
 
-def cached_copy(hub_id: str) -> Path:
-    """Where ``koe5 export HUB_ID --reranker`` keeps a hub reranker's saved copy and its exports."""
-    return cache_dir() / "models" / hub_id.replace("/", "--")
-
-
 def is_local(name: str) -> bool:
     """Whether ``name`` means a folder (it exists, or it is written as a path) rather than a hub id."""
     return Path(name).expanduser().exists() or name.startswith((".", "/", "~"))

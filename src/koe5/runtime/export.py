@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from koe5.cpu.features import cpu_model
-from koe5.env import cache_dir
+from koe5.env import hub_copy
 from koe5.errors import ModelError
 from koe5.files import atomic_write_bytes
 from koe5.runtime.hardware import cpu_has_native_bf16, cpu_threads
@@ -52,7 +52,7 @@ def local_folder(model: str) -> Path:
     folder = Path(location)
     if folder.is_dir():
         return folder
-    copy = cache_dir() / "models" / location.replace("/", "--")
+    copy = hub_copy(location)
     if not copy.is_dir():
         from koe5.files import atomic_dir
         from koe5.runtime.torch_runner import load_sentence_transformer

@@ -85,8 +85,8 @@ def build_runners(
     folder = Path(location)
     if row.needs_folder and not folder.is_dir():
         raise ModelError(
-            f"backend {backend!r} needs a local model folder with an ONNX export; "
-            f"run `koe5 export {model} --onnx` (and load the folder it prints)"
+            f"backend {backend!r} needs an ONNX export of {model}; run `koe5 export {model} --onnx` "
+            "(a hub model is saved in koe5's cache and exported there)"
         )
     kinds = row.runners(folder)
     in_torch = {name for name in kinds.values() if name in TORCH_RUNNERS}
