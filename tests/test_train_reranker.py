@@ -126,3 +126,18 @@ def test_recipe_values_are_checked():
         RerankerRecipe("x", mining="colbert")
     with pytest.raises(InputError, match="per_group"):
         RerankerRecipe("x", per_group=0)
+
+
+def test_cli_names_a_bad_recipe_value_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from koe5.cli import app
+
+    runner = CliRunner()
+    args = ["train-reranker", "-o", str(tmp_path / "run"), "--no-install"]
+    result = runner.invoke(app, [*args, "--mining", "colbert"])
+    assert result.exit_code == 2
+    assert "mining must be one of bm25, dense, bm25+dense, not 'colbert'" in result.output
+    result = runner.invoke(app, [*args, "--per-group", "0"])
+    assert result.exit_code == 2 and "per_group must be at least 1, got 0" in result.output
+    assert not (tmp_path / "run").exists()

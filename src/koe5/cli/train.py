@@ -311,7 +311,7 @@ def train_reranker(
     if recipe not in RECIPES:
         fail(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
     changes = {"base": base, "loss": loss, "queries": queries, "negatives": negatives, "seed": seed}
-    changes.update(mining=mining, per_group=per_group)
+    changes |= {"per_group": per_group, "mining": mining}
     with failing():
         chosen = dataclasses.replace(RECIPES[recipe], **{k: v for k, v in changes.items() if v is not None})
         out = output or cache_dir() / "runs" / chosen.name

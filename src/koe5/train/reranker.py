@@ -48,13 +48,13 @@ class RerankerRecipe:
     """Everything a reranker run depends on. ``weights``: training source → multiplier (as
     ``koe5 build-data --weights``); ``queries``: how many training queries, at most ``per_group`` of a
     group (paraphrases of one question; a group's answers are never its queries' negatives);
-    ``negatives`` per query, mined between ranks
-    ``range_min`` and ``range_max`` by ``mining``: ``bm25``, ``dense`` (the ``base`` embedding model) or
-    ``bm25+dense`` (taken in turn from both, as a hybrid search's candidates mix them); ``loss``:
-    ``bce`` (binary cross-entropy over the positive and each negative, the positive weighted by the
-    number of negatives) or ``lambda`` (LambdaLoss, listwise over the query's list); ``batch_size``:
-    queries per step; ``dev_queries``: the dev split per source (:func:`koe5.train.devsets.dev_tasks`),
-    kept out of training, ``eval_queries`` of it evaluated."""
+    ``negatives`` per query, mined between ranks ``range_min`` and ``range_max`` by ``mining``:
+    ``bm25``, ``dense`` (the ``base`` embedding model) or ``bm25+dense`` (taken in turn from both, as
+    a hybrid search's candidates mix them); ``loss``: ``bce`` (binary cross-entropy over the positive
+    and each negative, the positive weighted by the number of negatives) or ``lambda`` (LambdaLoss,
+    listwise over the query's list); ``batch_size``: queries per step; ``dev_queries``: the dev split
+    per source (:func:`koe5.train.devsets.dev_tasks`), kept out of training, ``eval_queries`` of it
+    evaluated."""
 
     name: str
     base: str = "default"
