@@ -17,6 +17,7 @@ on the same sample, so every row compares like with like.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import time
@@ -51,14 +52,20 @@ def reranked(scores: dict, run: dict, depth: int) -> dict:
 def score_tag(reranker, queries, seed) -> str:
     """The file name of a reranker's pair scores: its name, length, sample, and a digest of its weights,
     so that a model retrained under the same name (the default) is scored anew, not read from the cache."""
+    name = reranker.name.replace("/", "_")
+    return f"{name}-{weights_digest(str(reranker.location))}-{reranker.max_length}-{queries}-{seed}"
+
+
+@functools.cache
+def weights_digest(location: str) -> str:
+    """The first hex digits of the SHA-1 of a folder's weight files (read once a process: hundreds of MB)."""
     digest = hashlib.sha1()
-    folder = Path(str(reranker.location))
+    folder = Path(location)
     for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
         with open(weights, "rb") as handle:
             while chunk := handle.read(1 << 24):
                 digest.update(chunk)
-    name = reranker.name.replace("/", "_")
-    return f"{name}-{digest.hexdigest()[:10]}-{reranker.max_length}-{queries}-{seed}"
+    return digest.hexdigest()[:10]
 
 
 def pair_scores(reranker, data, candidates: dict[str, list[str]], path: Path) -> dict[str, dict[str, float]]:

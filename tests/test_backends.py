@@ -147,8 +147,8 @@ def test_onnx_without_export_is_a_clear_error(tiny_model_dir):
 def test_a_hub_model_runs_from_the_copy_koe5_export_made(exported, tiny, sample_texts, tmp_path, monkeypatch):
     """`koe5 export HUB_ID` saves the hub model in koe5's cache and exports it there; an ONNX backend
     of the same hub id then loads that copy, offline, with the registry's prefixes for that id."""
-    from koe5.encoder import exported_copy
     from koe5.env import hub_copy
+    from koe5.runtime.select import exported_copy
 
     hub_id = "intfloat/multilingual-e5-small"  # in the registry: "query: " and "passage: "
     monkeypatch.setenv("KOE5_CACHE", str(tmp_path))

@@ -21,11 +21,10 @@ from typing import Literal
 import numpy as np
 
 from koe5.batching import CPU_BATCH, GPU_BATCH, length_sorted_batches
-from koe5.env import hub_copy
 from koe5.errors import InputError
 from koe5.registry import DEFAULT, ModelSpec, resolve
 from koe5.runtime.base import Runner
-from koe5.runtime.select import build_runners, check_backend
+from koe5.runtime.select import build_runners, check_backend, exported_copy
 from koe5.runtime.torch_runner import load_sentence_transformer
 from koe5.textio import check_unicode
 
@@ -344,18 +343,6 @@ def _max_length(folder: Path, tokenizer, spec: ModelSpec, st) -> int:
         limits.append(getattr(tokenizer, "model_max_length", None))
     limits = [int(x) for x in limits if x and x < 1_000_000]
     return min(limits) if limits else 512
-
-
-def exported_copy(location: str, backend: str) -> tuple[str, str]:
-    """Where a backend other than torch reads a hub model: the copy ``koe5 export HUB_ID`` saved and
-    exported in koe5's cache (offline). ``auto`` is torch for a hub model with no copy (no gate has
-    recorded a choice for it); ``onnx`` without one stays as asked and fails naming the export."""
-    if backend == "torch" or Path(location).is_dir():
-        return location, backend
-    copy = hub_copy(location)
-    if copy.is_dir():
-        return str(copy), backend
-    return location, "torch" if backend == "auto" else backend
 
 
 def load(

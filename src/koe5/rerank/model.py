@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from koe5.batching import length_sorted_batches
-from koe5.env import hub_copy
 from koe5.errors import ModelError, TooLongError
 from koe5.files import atomic_dir
 from koe5.rerank.backends import OnnxClassifier, runner_name
@@ -38,7 +37,7 @@ from koe5.rerank.inputs import check_candidates, check_query, check_top_k
 from koe5.rerank.ranking import Ranked, ranked
 from koe5.rerank.registry import DEFAULT, RerankerSpec, resolve
 from koe5.runtime.base import DTYPES, PRECISIONS
-from koe5.runtime.select import TORCH_BF16
+from koe5.runtime.select import TORCH_BF16, exported_copy
 
 log = logging.getLogger("koe5")
 
@@ -136,9 +135,9 @@ class Reranker:
         if max_tokens < 1:
             raise ModelError(f"max_tokens must be at least 1, got {max_tokens}")
         spec, location, local = resolve(name_or_folder)
-        copy = hub_copy(location)
-        if not local and backend != "torch" and copy.is_dir():
-            location, local = str(copy), True  # the copy `koe5 export` made and exported
+        if not local:
+            location, backend = exported_copy(location, backend)
+            local = Path(location).is_dir()
         runner = runner_name(backend, name_or_folder, location, local)  # before any download
         name = location if local else name_or_folder
         facts = inspect_folder(config_folder(location, local), name)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from koe5.env import hub_copy
 from koe5.errors import ModelError
 from koe5.runtime.base import Runner
 from koe5.runtime.onnx_runner import ONNX_FILES, OnnxRunner, onnx_dir
@@ -75,6 +76,19 @@ def check_backend(backend: str) -> Backend:
     if backend not in TABLE:
         raise ModelError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     return TABLE[backend]
+
+
+def exported_copy(location: str, backend: str) -> tuple[str, str]:
+    """Where a backend other than torch reads a hub model (embedding model or reranker): the copy
+    ``koe5 export HUB_ID`` saved and exported in koe5's cache (offline). ``auto`` is torch for a hub
+    model with no copy (no gate has recorded a choice for it); ``onnx`` without one stays as asked and
+    fails naming the export."""
+    if backend == "torch" or Path(location).is_dir():
+        return location, backend
+    copy = hub_copy(location)
+    if copy.is_dir():
+        return str(copy), backend
+    return location, "torch" if backend == "auto" else backend
 
 
 def build_runners(
