@@ -5,7 +5,7 @@ over 512 tokens: 265 of AutoRAG's 720). This script builds a :class:`koe5.search
 (documents cut into chunks that fit the model, each document scored by its best chunk) and searches
 it once per query in each mode, next to the whole-document baseline of the same run.
 
-    .venv/bin/python benchmarks/index_quality.py [--tasks AutoRAGRetrieval] [--chunk-tokens 512]
+    .venv/bin/python benchmarks/index_quality.py --out benchmarks/results/index_quality.json
 
 Vectors go through koe5's embedding cache, so only chunks not seen before are encoded.
 """
@@ -13,11 +13,14 @@ Vectors go through koe5's embedding cache, so only chunks not seen before are en
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from koe5.embcache import EmbeddingCache
 from koe5.evaluation import DenseRetriever, evaluate_split
 from koe5.search import BM25Retriever, HybridRetriever, IndexRetriever
+from koe5.search.hybrid import DEFAULT_FUSION
 from koe5.tasks import BUNDLED, get_task
 
 
@@ -29,6 +32,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(BUNDLED))
     parser.add_argument("--chunk-tokens", type=int, default=None)
     parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--out", type=Path, help="write the figures here (JSON)")
     args = parser.parse_args()
 
     import koe5
@@ -63,6 +67,15 @@ def main() -> None:
     for name, row in table.items():
         avg = sum(row.values()) / len(row)
         print(f"| {name} | " + " | ".join(f"{row[t]:.5f}" for t in tasks) + f" | {avg:.5f} |")
+    if args.out:
+        result = {
+            "model": args.model,
+            "chunk tokens": args.chunk_tokens or encoder.max_length,
+            "overlap": args.overlap,
+            "fusion": DEFAULT_FUSION.label,
+            "ndcg_at_10": table,
+        }
+        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

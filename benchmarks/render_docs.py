@@ -398,8 +398,9 @@ def headline_quality(name: str) -> str:
 FUSION_ROWS = {
     "dense": "dense alone",
     "bm25": "BM25 alone",
-    "minmax-0.4": "min-max, dense weight 0.4 (the default before)",
+    "minmax-0.4": "min-max, dense weight 0.4 (the first default)",
     "dbsf-0.4": "distribution-based (dbsf), dense weight 0.4",
+    "minmax-adaptive-0.2-0.8": "min-max, 0.2-0.8 by BM25's coverage (the default before)",
 }
 
 
@@ -637,23 +638,42 @@ def rerank_quality(name: str) -> str:
     tasks = list(rows)
     labels = [k for k in next(iter(rows.values())) if k != "queries"]
     out = about(
-        f"NDCG@10 with koe5's reranker ({r['reranker']}, {r['max_length']} tokens); queries per task: "
-        f"{r['queries per task']} (a seeded sample where a task has more; every row on the same queries)",
+        f"NDCG@10 with koe5's reranker ({r['reranker']}, {r['max_length']} tokens) on the {r['first stage']} "
+        f"first stage; queries per task: {r['queries per task']} (a seeded sample where a task has more; "
+        "every row on the same queries)",
         "any (retrieval quality does not depend on the machine)",
         None,
         name,
         "benchmarks/rerank_quality.py",
     )
     out += _ndcg_table(rows, tasks, labels)
-    for length, other in r.get("ndcg_at_10 at other max lengths", {}).items():
-        out += f"\nThe same queries with the reranker reading {length} tokens a pair:\n\n"
+    previous = r.get("previous first stage")
+    if previous:
+        out += f"\nThe same queries on the previous default first stage, {previous['first stage']}:\n\n"
+        other = previous["ndcg_at_10"]
+        out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if k != "queries"])
+        out += _rerank_quality_more(previous, tasks, r["max_length"])
+    return out + _rerank_quality_more(r, tasks, r["max_length"])
+
+
+def _rerank_quality_more(r: dict, tasks: list[str], length: int) -> str:
+    """The other lengths' and the earlier recipe's rows a rerank_quality result (or part) holds."""
+    out = ""
+    for other_length, other in r.get("ndcg_at_10 at other max lengths", {}).items():
+        out += f"\nThe same queries with the reranker reading {other_length} tokens a pair:\n\n"
         out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if k != "queries"])
     earlier = r.get("earlier recipe")
     if earlier:
         other = earlier["ndcg_at_10"]
-        recipe, length = earlier["recipe"], r["max_length"]
-        out += f"\nThe same queries reranked by the reranker of {recipe}, {length} tokens a pair:\n\n"
+        out += (
+            f"\nThe same queries reranked by the reranker of {earlier['recipe']}, {length} tokens a pair:\n\n"
+        )
         out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if "rerank" in k])
+        out += _rerank_quality_more(
+            {"ndcg_at_10 at other max lengths": earlier.get("ndcg_at_10 at other max lengths", {})},
+            tasks,
+            length,
+        )
     return out
 
 
@@ -688,12 +708,30 @@ def rerank_weight(name: str) -> str:
         cells += [f"{r['worst regret'][w]:.4f}", f"{r['dev average'][w]:.4f}"]
         body.append([f"**{w}**" if w == chosen else w, *cells])
     out += table(["weight", *tasks, "worst regret", "average"], body) + "\n"
+    out += _rerank_weight_bundled(r)
+    previous = r.get("previous first stage")
+    if previous:
+        w = f"{previous['chosen weight']:.1f}"
+        regret, average = previous["worst regret"], previous["dev average"]
+        out += (
+            f"\nOn the previous default first stage, {previous['first stage']}, the same choice gave weight "
+            f"{w} (worst regret {regret[w]:.4f}, dev average {average[w]:.4f}; the reranker alone "
+            f"{average['1.0']:.4f}); the bundled suite:\n\n"
+        )
+        out += _rerank_weight_bundled(previous, intro=False)
+    return out
+
+
+def _rerank_weight_bundled(r: dict, intro: bool = True) -> str:
+    """The bundled rows, other lengths and earlier recipe a rerank_weight result (or part) holds."""
+    out = ""
     rows = r["bundled"]
     if rows:
-        out += (
-            "The bundled suite once, NDCG@10 (the hybrid's top 20, 50 or 100 reordered; the queries "
-            "that `rerank_quality.json` scored):\n\n"
-        )
+        if intro:
+            out += (
+                "The bundled suite once, NDCG@10 (the hybrid's top 20, 50 or 100 reordered; the queries "
+                "that `rerank_quality.json` scored):\n\n"
+            )
         out += _ndcg_table(rows, list(rows), [k for k in next(iter(rows.values())) if k != "queries"])
     for length, other in r.get("bundled at other max lengths", {}).items():
         out += f"\nThe same with the reranker reading {length} tokens a pair:\n\n"
@@ -875,6 +913,26 @@ def compact_engines(name: str) -> str:
     return out + table(head, body, [False, False] + [True] * 6)
 
 
+def index_quality(name: str) -> str:
+    """A real (chunked) index per bundled task against whole documents, each mode."""
+    r = load(name)
+    scores = r["ndcg_at_10"]
+    tasks = list(next(iter(scores.values())))
+    body = []
+    for label, row in scores.items():
+        cells = [f"{row[t]:.5f}" for t in tasks] + [f"{sum(row.values()) / len(row):.5f}"]
+        body.append(bold([label, *cells]) if label == "index: hybrid" else [label, *cells])
+    caption = (
+        f"NDCG@10: a real index per task, documents cut into chunks of {r['chunk tokens']} tokens "
+        f"(overlap {r['overlap']}), each scored by its best chunk, against whole documents; hybrid: "
+        f"the default fusion, {r['fusion']}"
+    )
+    out = about(caption, "any (retrieval quality does not depend on the machine)", None, name,
+                "benchmarks/index_quality.py")  # fmt: skip
+    heads = [t.replace("Retrieval", "").replace("V1", "") for t in tasks]
+    return out + table(["retriever", *heads, "average"], body)
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
     "cpu_speed.json": cpu_speed,
     "cpu_speed_previous_run.json": cpu_speed,
@@ -900,6 +958,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "compact_quality.json#dev": compact_quality,
     "compact_scale.json": compact_scale,
     "compact_engines.json": compact_engines,
+    "index_quality.json": index_quality,
     "hybrid_fusion.json#dev": hybrid_fusion,
     "hybrid_fusion.json#bundled": hybrid_fusion,
     "finetune_korean.json#dev": finetune_dev,

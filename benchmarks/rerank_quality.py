@@ -69,21 +69,24 @@ def weights_digest(location: str) -> str:
 
 
 def pair_scores(reranker, data, candidates: dict[str, list[str]], path: Path) -> dict[str, dict[str, float]]:
-    """The reranker's score of every (query, candidate), read from ``path`` when a run wrote it."""
+    """The reranker's score of every (query, candidate): those a run wrote to ``path`` are read, the
+    others scored and added (a first stage that changed since needs only its new candidates scored)."""
+    out: dict[str, dict[str, float]] = {}
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             keys, values = saved["keys"], saved["scores"]
-        out: dict[str, dict[str, float]] = {}
         for (q, d), s in zip(keys.tolist(), values.tolist(), strict=True):
             out.setdefault(q, {})[d] = s
+    wanted = {q: [d for d in docs if d not in out.get(q, {})] for q, docs in candidates.items()}
+    wanted = {q: docs for q, docs in wanted.items() if docs}
+    if not wanted:
         return out
-    out = {}
     started = time.perf_counter()
-    for i, (q, docs) in enumerate(candidates.items(), 1):
+    for i, (q, docs) in enumerate(wanted.items(), 1):
         texts = [data.doc_text(d) for d in docs]
-        out[q] = dict(zip(docs, reranker.score(data.queries[q], texts).tolist(), strict=True))
+        out.setdefault(q, {}).update(zip(docs, reranker.score(data.queries[q], texts).tolist(), strict=True))
         if i % 20 == 0:
-            print(f"#   {i}/{len(candidates)} queries, {time.perf_counter() - started:.0f} s", flush=True)
+            print(f"#   {i}/{len(wanted)} queries, {time.perf_counter() - started:.0f} s", flush=True)
     keys = np.array([(q, d) for q, found in out.items() for d in found], dtype=str)
     scores = np.array([s for found in out.values() for s in found.values()], dtype=np.float64)
     tmp = path.with_suffix(".tmp.npz")
@@ -152,6 +155,7 @@ def main() -> None:
         "max_length": reranker.max_length,
         "queries per task": "; ".join(f"{t} {row['queries']}" for t, row in rows.items()),
         "seed": args.seed,
+        "first stage": f"hybrid {hybrid.fusion.label}",
         "ndcg_at_10": rows,
     }
     report(result, args.out)

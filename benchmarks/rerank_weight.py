@@ -28,6 +28,7 @@ from koe5.embcache import EmbeddingCache
 from koe5.evaluation import BM25Retriever, DenseRetriever
 from koe5.evaluation.retrievers import HybridRetriever
 from koe5.search import Fusion
+from koe5.search.hybrid import DEFAULT_FUSION
 from koe5.tasks import get_task
 from koe5.tasks.data import sample_queries
 from koe5.train.devsets import dev_tasks
@@ -97,7 +98,8 @@ def main() -> None:
         if not path.is_file():
             print(f"# {name}: no pair scores at {path}; run rerank_quality.py first", flush=True)
             continue
-        scores = pair_scores(reranker, data, {}, path)
+        candidates = {q: top(run.get(q, {}), max(HYBRID_DEPTHS)) for q in data.queries}
+        scores = pair_scores(reranker, data, candidates, path)  # a changed first stage: its new pairs
         row = {"queries": len(data.queries), "hybrid": ndcg10(data.qrels, run)}
         for depth in HYBRID_DEPTHS:
             for w in ("1.0", chosen):
@@ -107,7 +109,7 @@ def main() -> None:
     result = {
         "reranker": reranker.name,
         "max_length": reranker.max_length,
-        "first stage": "hybrid (koe5's default fusion)",
+        "first stage": f"hybrid {DEFAULT_FUSION.label}",
         "dev": {"queries per source": args.queries, "depth": DEV_DEPTH, "seed": args.seed, "ndcg_at_10": dev},
         "worst regret": regret,
         "dev average": average,

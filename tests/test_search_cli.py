@@ -72,6 +72,8 @@ def test_build_search_add_delete(docs_file, tiny_model_dir, tmp_path):
 
     result = invoke("index", "info", index)
     assert result.exit_code == 0 and "documents   14" in result.stdout
+    # a new index keeps the default fusion: a weight per query from the lists' peaks and the coverage
+    assert "dense weight 0.1-0.7 by query (from the lists' peaks and BM25's coverage)" in result.stdout
 
 
 def test_clear_errors(docs_file, tiny_model_dir, tmp_path):
@@ -140,3 +142,20 @@ def test_unknown_filter_keys_are_said_and_unreadable_files_counted(docs_file, ti
     assert "warning: no document has the metadata key 'nokey'" in shown.output
     known = json.loads(invoke("search", tmp_path / "idx", "수도", "--filter", "path=a.txt", "--json").stdout)
     assert [h["doc_id"] for h in known["hits"]] == ["a.txt"] and "warnings" not in known
+
+
+def test_fusion_flags_keep_or_replace_the_indexs_per_query_weight():
+    from types import SimpleNamespace
+
+    from koe5.cli.search import _fusion
+    from koe5.search.hybrid import DEFAULT_FUSION
+
+    index = SimpleNamespace(manifest={"fusion": DEFAULT_FUSION.to_dict()})
+    assert _fusion(index, None, None) is None  # the index's own
+    dbsf = _fusion(index, "dbsf", None)  # another scaling, the same per-query weight
+    assert dbsf.method == "dbsf" and (dbsf.adaptive, dbsf.confidence) == (
+        DEFAULT_FUSION.adaptive,
+        DEFAULT_FUSION.confidence,
+    )
+    fixed = _fusion(index, None, 0.6)  # a fixed weight replaces it
+    assert fixed.weight == 0.6 and fixed.adaptive is None and fixed.confidence is None

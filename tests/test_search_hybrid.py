@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from koe5.errors import InputError
-from koe5.search.hybrid import DEFAULT_FUSION, Fusion, coverage
+from koe5.search.hybrid import DEFAULT_FUSION, Fusion, coverage, peak
 
 
 def test_rrf_uses_ranks_only():
@@ -101,3 +103,48 @@ def test_fusion_round_trips_through_a_manifest_and_names_itself():
     assert Fusion("rrf", weight=0.3).label == "rrf-0.3"
     with pytest.raises(InputError, match="adaptive"):
         Fusion(adaptive=(0.9, 0.1))
+
+
+def test_peak_measures_how_far_the_best_score_stands_out():
+    assert peak([1.0, 1.0, 1.0, 1.0]) == 0.0  # flat: nothing stands out
+    assert peak([5.0, 1.0]) == 0.0  # too few to tell
+    sharp, flat = peak([10.0, 1.0, 1.0, 1.0, 1.0]), peak([10.0, 9.0, 8.0, 7.0, 6.0])
+    assert sharp == pytest.approx(2.0) and flat == pytest.approx(2**0.5)
+    assert peak([0.01 * v for v in (10.0, 1.0, 1.0, 1.0, 1.0)]) == pytest.approx(sharp)  # scale-free
+
+
+def test_confidence_weight_follows_the_sharper_list_and_the_coverage():
+    fusion = Fusion("minmax", adaptive=(0.1, 0.7), confidence=(1.0, 0.0, 2.0))
+    # equal peaks, no coverage: the middle of the range
+    assert fusion.dense_weight(0.0, (3.0, 3.0)) == pytest.approx(0.4)
+    # the sharper side leads; a covered query leans on BM25
+    assert fusion.dense_weight(0.0, (6.0, 2.0)) > 0.68 > 0.12 > fusion.dense_weight(0.0, (2.0, 6.0))
+    assert fusion.dense_weight(1.0, (3.0, 3.0)) == pytest.approx(0.1 + 0.6 / (1 + math.exp(2.0)))
+    assert fusion.dense_weight(None, (3.0, 3.0)) == pytest.approx(0.4)  # no BM25 match: no coverage
+    assert 0.1 <= fusion.dense_weight(0.0, (1e6, 0.0)) <= 0.7  # bounded, no overflow
+    # in a fusion: a model list that cannot tell its candidates apart gives way to a sharp BM25 list
+    flat_dense = {"a": 0.81, "b": 0.80, "c": 0.80, "d": 0.79, "e": 0.80}
+    sharp_bm25 = {"c": 20.0, "a": 2.0, "b": 1.0, "d": 1.5, "e": 1.2}
+    assert next(iter(fusion.fuse(flat_dense, sharp_bm25, coverage=0.0))) == "c"
+    assert next(iter(Fusion("minmax", weight=0.7).fuse(flat_dense, sharp_bm25))) == "a"
+    sharp_dense = {"a": 0.95, "b": 0.70, "c": 0.71, "d": 0.70, "e": 0.69}
+    flat_bm25 = {"c": 5.0, "a": 4.9, "b": 4.9, "d": 4.8, "e": 4.9}
+    assert next(iter(fusion.fuse(sharp_dense, flat_bm25, coverage=0.0))) == "a"
+    w = fusion.dense_weight(0.3, (peak(list(sharp_dense.values())), peak(list(flat_bm25.values()))))
+    fixed = Fusion("minmax", weight=w)
+    assert fusion.fuse(sharp_dense, flat_bm25, coverage=0.3) == fixed.fuse(sharp_dense, flat_bm25)
+
+
+def test_confidence_fusion_round_trips_and_needs_a_range():
+    import json
+
+    fusion = Fusion("minmax", adaptive=(0.1, 0.7), confidence=(0.5, 0.5, 1))
+    again = Fusion(**json.loads(json.dumps(fusion.to_dict())))
+    assert again == fusion and again.confidence == (0.5, 0.5, 1.0)
+    assert fusion.label == "minmax-adaptive-0.1-0.7-confidence-0.5-0.5-1"
+    # a manifest written before the field existed still opens, as the coverage fusion it was
+    old = Fusion("minmax", adaptive=(0.2, 0.8)).to_dict()
+    del old["confidence"]
+    assert Fusion(**old) == Fusion("minmax", adaptive=(0.2, 0.8)) and Fusion(**old).confidence is None
+    with pytest.raises(InputError, match="confidence fusion needs adaptive"):
+        Fusion("minmax", confidence=(1.0, 0.0, 0.0))

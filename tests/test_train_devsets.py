@@ -55,3 +55,27 @@ def test_the_split_is_a_function_of_the_seed(source_dir):
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(InputError, match="no training-data folder"):
         dev_tasks(tmp_path / "nowhere")
+
+
+def test_page_tasks_pack_passages_into_pages_and_find_the_one_asked_about(source_dir, monkeypatch):
+    from koe5.train import devsets
+
+    assert "welfare_qa/pages" not in dev_tasks(source_dir)  # only asked for
+    monkeypatch.setattr(devsets, "PAGE_CHARS", 20)
+    tasks = dev_tasks(source_dir, pages=True)
+    # StrategyQA's two facts are too short to fill a page: no page task
+    assert "welfare_qa/pages" in tasks and "strategyqa_ko/pages" not in tasks
+    pages = tasks["welfare_qa/pages"]
+    answers = {"긴급": {"위기 가구가 받습니다.", "위기에 처한 가구입니다."}, "아동": {"월 10만 원입니다."}}
+    packed = [pages.corpus[d]["text"].split("\n") for d in pages.corpus]
+    assert all(sum(map(len, page)) >= 20 for page in packed)  # full pages only
+    assert len({text for page in packed for text in page}) == sum(map(len, packed))  # each passage once
+    assert pages.qrels
+    for q, relevant in pages.qrels.items():
+        (topic,) = [t for t in answers if t in pages.queries[q]]
+        for d in relevant:  # a relevant page holds one of the programme's answers
+            assert answers[topic] & set(pages.corpus[d]["text"].split("\n"))
+        # and every page that holds one is relevant
+        holding = {d for d in pages.corpus if answers[topic] & set(pages.corpus[d]["text"].split("\n"))}
+        assert set(relevant) == holding
+    assert tasks == dev_tasks(source_dir, pages=True)  # a function of the seed

@@ -256,6 +256,7 @@ def info(index_dir: IndexArg, as_json: JsonOpt = False) -> None:
     low_high = fusion.get("adaptive")
     weight = (
         f"dense weight {low_high[0]}-{low_high[1]} by query"
+        + (" (from the lists' peaks and BM25's coverage)" if fusion.get("confidence") else "")
         if low_high
         else f"dense weight {fusion['weight']}"
     )
@@ -307,12 +308,14 @@ def _fusion(index, method: str | None, dense_weight: float | None):
     if method is None and dense_weight is None:
         return None
     base = index.manifest["fusion"]
+    per_query = dense_weight is None  # a fixed weight replaces the index's per-query one
     return Fusion(
         method or base["method"],
-        base["weight"] if dense_weight is None else dense_weight,
+        base["weight"] if per_query else dense_weight,
         base["rrf_k"],
         base["depth"],
-        base.get("adaptive") if dense_weight is None else None,
+        base.get("adaptive") if per_query else None,
+        base.get("confidence") if per_query else None,
     )
 
 

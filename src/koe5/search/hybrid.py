@@ -21,6 +21,14 @@ The coverage, ``best BM25 score / sum of the IDF of the query's distinct known t
 collection answers word for word leans on BM25, a paraphrase leans on the model. It is passed to
 :meth:`Fusion.fuse`; without it the fixed ``weight`` is used.
 
+``confidence=(slope, bias, coverage_weight)`` together with ``adaptive`` sets the weight from how
+sure each side is instead: a side's *peak* is how far its best score stands above its top ``depth``
+scores, in their own standard deviations (a z-score; a flat list that cannot tell its candidates
+apart has a low peak). The dense weight is ``low + (high - low) * sigmoid(slope * (dense peak - BM25
+peak) + bias - coverage_weight * coverage)``: the side with the sharper peak leads, and a query whose
+words BM25 covers leans on BM25. Long pages that mix topics make the model's list flat and BM25's
+sharp, which a coverage alone does not see.
+
 Each side contributes its top ``depth`` candidates. How :data:`DEFAULT_FUSION` was chosen, on dev
 tasks built from the training material and never on the bundled benchmark, is in docs/search.md.
 
@@ -34,13 +42,18 @@ Example::
     # {'b': 0.6, 'a': 0.4, 'c': 0.0}
     Fusion("minmax", adaptive=(0.2, 0.8)).fuse({"a": 0.9, "b": 0.8}, {"b": 12.0, "c": 3.0}, coverage=0.5)
     # dense weight 0.5 for this query: {'a': 0.5, 'b': 0.5, 'c': 0.0}
+    Fusion("minmax", adaptive=(0.1, 0.7), confidence=(0.5, 0.5, 1.0)).label
+    # 'minmax-adaptive-0.1-0.7-confidence-0.5-0.5-1'
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TypeVar
+
+import numpy as np
 
 from koe5.errors import InputError
 
@@ -59,6 +72,8 @@ class Fusion:
     depth: int = 100
     #: (low, high): the dense weight per query from BM25's coverage of the query, or None: ``weight``
     adaptive: tuple[float, float] | None = None
+    #: (slope, bias, coverage_weight): with ``adaptive``, the weight from each side's peak (see above)
+    confidence: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -72,27 +87,47 @@ class Fusion:
             if not 0.0 <= low <= high <= 1.0:
                 raise InputError(f"adaptive weights need 0 <= low <= high <= 1, got {low}, {high}")
             object.__setattr__(self, "adaptive", (float(low), float(high)))
+        if self.confidence is not None:
+            if self.adaptive is None:
+                raise InputError("a confidence fusion needs adaptive=(low, high), the range of its weight")
+            slope, bias, coverage_weight = self.confidence
+            object.__setattr__(self, "confidence", (float(slope), float(bias), float(coverage_weight)))
 
     def to_dict(self) -> dict:
         """The settings as JSON has them (a manifest compares them after a round trip)."""
         out = asdict(self)
         if self.adaptive is not None:
             out["adaptive"] = list(self.adaptive)
+        if self.confidence is not None:
+            out["confidence"] = list(self.confidence)
         return out
 
     @property
     def label(self) -> str:
-        """A short name of the setting, e.g. ``minmax-0.4`` or ``dbsf-adaptive-0.1-0.8``."""
+        """A short name of the setting, e.g. ``minmax-0.4``, ``dbsf-adaptive-0.1-0.8`` or
+        ``minmax-adaptive-0.1-0.7-confidence-0.5-0.5-1``."""
         if self.adaptive is None:
             return f"{self.method}-{self.weight:g}"
-        return f"{self.method}-adaptive-{self.adaptive[0]:g}-{self.adaptive[1]:g}"
+        label = f"{self.method}-adaptive-{self.adaptive[0]:g}-{self.adaptive[1]:g}"
+        if self.confidence is not None:
+            label += "-confidence-" + "-".join(f"{v:g}" for v in self.confidence)
+        return label
 
-    def dense_weight(self, coverage: float | None) -> float:
-        """The dense side's weight for a query whose BM25 coverage is ``coverage`` (0 to 1)."""
-        if self.adaptive is None or coverage is None:
+    def dense_weight(self, coverage: float | None, peaks: tuple[float, float] | None = None) -> float:
+        """The dense side's weight for a query whose BM25 coverage is ``coverage`` (0 to 1) and whose
+        dense and BM25 lists have the ``peaks`` (:func:`peak`) given; a confidence fusion reads a
+        missing coverage as 0."""
+        if self.adaptive is None:
             return self.weight
         low, high = self.adaptive
-        return high - (high - low) * min(max(coverage, 0.0), 1.0)
+        covered = min(max(coverage or 0.0, 0.0), 1.0)
+        if self.confidence is not None and peaks is not None:
+            slope, bias, coverage_weight = self.confidence
+            x = slope * (peaks[0] - peaks[1]) + bias - coverage_weight * covered
+            return low + (high - low) / (1.0 + math.exp(-min(max(x, -50.0), 50.0)))
+        if coverage is None:
+            return self.weight
+        return high - (high - low) * covered
 
     def fuse(
         self, dense: Mapping[K, float], sparse: Mapping[K, float], *, coverage: float | None = None
@@ -104,7 +139,10 @@ class Fusion:
         """
         dense_top = _top(dense, self.depth)
         sparse_top = _top(sparse, self.depth)
-        w = self.dense_weight(coverage)
+        peaks = None
+        if self.confidence is not None:
+            peaks = (peak([dense[k] for k in dense_top]), peak([sparse[k] for k in sparse_top]))
+        w = self.dense_weight(coverage, peaks)
         fused: dict[K, float] = {}
         if self.method == "rrf":
             for rank, key in enumerate(dense_top, 1):
@@ -127,6 +165,16 @@ def coverage(best_bm25: float | None, idf_total: float) -> float | None:
     if best_bm25 is None or idf_total <= 0:
         return None
     return min(1.0, float(best_bm25) / idf_total)
+
+
+def peak(scores: list[float]) -> float:
+    """How far the best of ``scores`` stands above them all, in their standard deviations; 0 for
+    fewer than three scores or a flat list (nothing stands out)."""
+    if len(scores) < 3:
+        return 0.0
+    values = np.asarray(scores, dtype=np.float64)
+    sd = float(values.std())
+    return 0.0 if sd == 0.0 else float((values.max() - values.mean()) / sd)
 
 
 def _top(scores: Mapping[K, float], depth: int) -> list[K]:
@@ -156,4 +204,4 @@ def _distribution(scores: Mapping[K, float], keys: list[K]) -> dict[K, float]:
 
 #: The default fusion of ``Index.search(mode="hybrid")``, ``HybridRetriever`` and new indexes.
 #: Chosen by ``benchmarks/hybrid_fusion.py`` on dev tasks from the training material (docs/search.md).
-DEFAULT_FUSION = Fusion("minmax", weight=0.4, depth=100, adaptive=(0.2, 0.8))
+DEFAULT_FUSION = Fusion("minmax", weight=0.4, depth=100, adaptive=(0.1, 0.7), confidence=(0.5, 0.5, 1.0))

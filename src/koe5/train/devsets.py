@@ -34,8 +34,12 @@ from koe5.train.sources import Row, default_source_dir, evaluation_texts, normal
 #: Sources whose rows are retrieval-shaped (a question and a passage or a paraphrase that answers it).
 #: The NLI/STS sources are sentence similarity, not retrieval, and stay out.
 DEV_SOURCES = ("strategyqa_ko", "welfare_qa", "chatbot", "question_pair", "parakqc")
-#: Sources whose groups are topics with several passages: each also gives a task of whole documents.
+#: Sources whose groups are topics with several passages: each also gives a task of whole documents
+#: (and, asked for, one of pages).
 DOCUMENT_SOURCES = ("strategyqa_ko", "welfare_qa")
+#: A page of the ``<source>/pages`` tasks holds passages until it has this many characters: about a
+#: printed or scanned page of a report.
+PAGE_CHARS = 800
 
 
 def _grouped(name: str, root: Path, exclude: set[str]) -> dict[str, list[Row]]:
@@ -77,13 +81,20 @@ def dev_tasks(
     queries: int = 300,
     corpus: int = 2000,
     seed: int = 42,
+    pages: bool = False,
 ) -> dict[str, RetrievalData]:
     """One task per source (named after it): ``queries`` held-out groups, a corpus of at most
     ``corpus`` distinct positives (all of the held-out groups', then others' as distractors).
 
     For the sources in :data:`DOCUMENT_SOURCES` also a task ``<source>/documents`` over the same
     held-out groups, where each group's positives joined are one document: longer texts that share
-    more words with the query, the shape of manuals and wiki paragraphs, where BM25 is strong."""
+    more words with the query, the shape of manuals and wiki paragraphs, where BM25 is strong.
+
+    ``pages``: for those sources also a task ``<source>/pages``: the source's passages in a seeded
+    order, packed into pages of :data:`PAGE_CHARS` characters, so a page mixes unrelated topics and a
+    question asks about one passage of it, the shape of OCR'd reports and PDF pages. A page's
+    embedding is an average of topics, while BM25 still finds the passage's words: BM25 leads the
+    model by far there, as on no other dev task."""
     root = _root(root)
     exclude = evaluation_texts()
     tasks: dict[str, RetrievalData] = {}
@@ -98,6 +109,11 @@ def dev_tasks(
         tasks[name] = _passage_task(groups, asked, corpus, random.Random(f"{seed}:{name}:docs"), origin)
         if name in DOCUMENT_SOURCES:
             tasks[f"{name}/documents"] = _document_task(groups, asked, corpus, origin)
+            if pages:
+                page_rng = random.Random(f"{seed}:{name}:pages")
+                paged = _page_task(groups, asked, corpus, page_rng, origin)
+                if paged is not None:  # a source too small to fill a page that a query asks about
+                    tasks[f"{name}/pages"] = paged
     return tasks
 
 
@@ -137,6 +153,44 @@ def _document_task(
     queries = {f"q{i}": query for i, query in enumerate(asked.values())}
     qrels = [(f"q{i}", f"d{i}", 1) for i in range(len(asked))]
     return assemble({d: {"text": t} for d, t in docs.items()}, queries, qrels, origin=origin + ", documents")
+
+
+def _page_task(
+    groups: dict[str, list[Row]], asked: dict[str, str], corpus: int, rng: random.Random, origin: str
+) -> RetrievalData | None:
+    owner: dict[str, str] = {}  # each distinct passage, and the first group that has it
+    for group, rows in groups.items():
+        for row in rows:
+            owner.setdefault(row["positive"], group)
+    held = [text for text, group in owner.items() if group in asked]
+    others = [text for text, group in owner.items() if group not in asked]
+    rng.shuffle(others)
+    pool = held + others
+    rng.shuffle(pool)
+    pages: list[str] = []
+    page: list[str] = []
+    where: dict[str, int] = {}  # passage -> its page
+    for text in pool:
+        page.append(text)
+        if sum(map(len, page)) >= PAGE_CHARS:
+            where.update(dict.fromkeys(page, len(pages)))
+            pages.append("\n".join(page))
+            page = []
+            if len(pages) >= corpus:
+                break
+    queries: dict[str, str] = {}
+    qrels: list[tuple[str, str, int]] = []
+    for group, query in asked.items():
+        found = sorted({where[r["positive"]] for r in groups[group] if r["positive"] in where})
+        if not found:  # its passages fell beyond the last full page
+            continue
+        qid = f"q{len(queries)}"
+        queries[qid] = query
+        qrels.extend((qid, f"d{i}", 1) for i in found)
+    if not queries:
+        return None
+    docs = {f"d{i}": {"text": text} for i, text in enumerate(pages)}
+    return assemble(docs, queries, qrels, origin=origin + ", pages")
 
 
 def _root(root: str | Path | None) -> Path:
