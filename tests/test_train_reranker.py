@@ -55,6 +55,28 @@ def test_training_rows_keep_the_dev_split_out_and_are_reproducible(recipe, sourc
     assert len(rows) == len({r["query"] for r in rows}) > 20  # one query per programme left
 
 
+def test_the_runs_evaluation_reranks_the_hybrid_searchs_candidates(recipe, source_dir):
+    import koe5
+    from koe5.evaluation import BM25Retriever, DenseRetriever
+    from koe5.evaluation.retrievers import HybridRetriever
+    from koe5.train.devsets import dev_tasks
+    from koe5.train.reranker import dev_samples
+
+    samples = dev_samples(recipe, source_dir)
+    dev = dev_tasks(source_dir, sources=["welfare_qa"], queries=8, seed=recipe.seed)["welfare_qa"]
+    assert len(dev.corpus) > 20 and len(samples) == recipe.eval_queries
+    hybrid = HybridRetriever(DenseRetriever(koe5.load(recipe.base)), BM25Retriever()).rank(dev, 20)
+    bm25 = BM25Retriever().rank(dev, 20)
+    text = {q: dev.queries[q] for q in dev.queries}
+    differs = 0
+    for sample in samples:
+        (q,) = [q for q in text if text[q] == sample["query"]]
+        assert set(sample["documents"]) == {dev.doc_text(d) for d in hybrid[q]}  # what koe5 search gives
+        assert sample["positive"] == [dev.doc_text(d) for d in dev.qrels[q]]
+        differs += set(sample["documents"]) != {dev.doc_text(d) for d in bm25[q]}
+    assert differs  # the dense side brings candidates BM25 alone would not
+
+
 def test_bm25_and_dense_negatives_in_turn_and_several_queries_a_group(recipe, source_dir, train_rows):
     def rows_by(mining: str) -> dict[str, list[str]]:
         chosen = dataclasses.replace(recipe, negatives=2, per_group=2, queries=200, mining=mining)

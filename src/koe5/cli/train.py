@@ -331,5 +331,5 @@ def train_reranker(
         typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
         return
     base_ndcg, final = summary.get("base", {}).get("ndcg@10"), summary["final"].get("ndcg@10")
-    say(f"dev NDCG@10 of reranking BM25's top 20: {base_ndcg} before, {final} after")
+    say(f"dev NDCG@10 of reranking the hybrid's top 20: {base_ndcg} before, {final} after")
     say(f"{result.steps} steps in {result.seconds:.0f} s; model in {result.model_path}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -158,7 +158,11 @@ def sample_queries(data: RetrievalData, n: int | None, seed: int = 0) -> Retriev
     fewer), with their judgments and the whole corpus: for measurements too slow to run on every query."""
     if not n or n >= len(data.queries):
         return data
-    keep = sorted(random.Random(seed).sample(sorted(data.queries), n))
+    return select_queries(data, sorted(random.Random(seed).sample(sorted(data.queries), n)))
+
+
+def select_queries(data: RetrievalData, keep: Sequence[str]) -> RetrievalData:
+    """``data`` with only the queries ``keep`` (ids of its queries), their judgments and the whole corpus."""
     qrels = [(q, d, g) for q in keep for d, g in data.qrels[q].items()]
     queries = {q: data.queries[q] for q in keep}
     return assemble(data.corpus, queries, qrels, origin="sample", doc_join=data.doc_join)

@@ -5,7 +5,8 @@ embedding model's encoder with a one-logit head (sentence-transformers' ``CrossE
 (query, positive) pairs of the Korean training material (:mod:`koe5.train.sources`) with hard negatives
 mined by Korean BM25 (:mod:`koe5.train.mine`, with its false-negative guard). The dev split
 (:mod:`koe5.train.devsets`) is kept out of the training rows and is what the run evaluates on: each
-dev query's BM25 top 20 reranked, NDCG@10 (sentence-transformers' ``CrossEncoderRerankingEvaluator``).
+dev query's top 20 of the default hybrid search reranked, NDCG@10 (sentence-transformers'
+``CrossEncoderRerankingEvaluator``).
 The recipe is data (:data:`RECIPES`); a run is reproducible from its seed, writes checkpoints and
 resumes after a kill, and its result is a plain CrossEncoder folder, installed where
 ``Reranker.load("default")`` finds it.
@@ -195,25 +196,31 @@ def _mine(
 
 def dev_samples(recipe: RerankerRecipe, source_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Reranking samples of the dev split: per dev task of passages ``eval_queries`` queries, each with
-    its relevant texts and BM25's top 20 of the task's corpus (what a reranker gets in a search)."""
-    from koe5.search.bm25 import KoreanBM25
+    its relevant texts and the top 20 of koe5's default hybrid search over the task's corpus (BM25 and
+    the ``base`` embedding model, fused as ``koe5 search`` fuses them): what a reranker gets in a
+    search. (BM25's top 20 alone once disagreed with the hybrid's on which training data was best.)"""
+    import koe5
+    from koe5.embcache import EmbeddingCache
+    from koe5.evaluation import BM25Retriever, DenseRetriever
+    from koe5.evaluation.retrievers import HybridRetriever
+    from koe5.tasks.data import select_queries
     from koe5.train.devsets import dev_tasks
 
+    hybrid = HybridRetriever(DenseRetriever(koe5.load(recipe.base), cache=EmbeddingCache()), BM25Retriever())
     samples = []
     tasks = dev_tasks(source_dir, sources=_dev_sources(recipe), queries=recipe.dev_queries, seed=recipe.seed)
     for name, task in tasks.items():
         if name.endswith("/documents"):  # long texts: minutes per evaluation on a CPU, for little news
             continue
-        ids = list(task.corpus)
-        bm25 = KoreanBM25().index([task.doc_text(d) for d in ids])
-        queries = list(task.qrels)[: recipe.eval_queries]
-        rows, _ = bm25.search([task.queries[q] for q in queries], 20)
-        for q, found in zip(queries, rows, strict=True):
+        evaluated = select_queries(task, list(task.qrels)[: recipe.eval_queries])
+        run = hybrid.rank(evaluated, min(20, len(task.corpus)))
+        for q in evaluated.queries:
+            found = sorted(run.get(q, {}).items(), key=lambda item: -item[1])[:20]
             samples.append(
                 {
                     "query": task.queries[q],
                     "positive": [task.doc_text(d) for d in task.qrels[q]],
-                    "documents": [task.doc_text(ids[r]) for r in found if r >= 0],
+                    "documents": [task.doc_text(d) for d, _ in found],
                 }
             )
     return samples
