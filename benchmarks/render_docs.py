@@ -538,32 +538,38 @@ def rerank_training(name: str) -> str:
             f"{run['wall (min)']:.1f} min, peak {run['peak memory (GB)']:.1f} GB, dev NDCG@10 "
             f"{run['dev ndcg@10']:.4f} ({run['note']}).\n"
         )
-    data = r.get("data")
-    if data:
-        m = data["machine"]
-        out += (
-            f"\nThe training data, each kind measured on {data['date']} ({m['cpu']}, {m['cores']} cores, "
-            f"fp32 GEMM {m['fp32 GEMM (GFLOP/s)']}; {m['note']}); chosen by {data['rule']}. "
-            f"{data['note']}\n\n"
-        )
-        body = []
-        for run in data["runs"]:
-            row = [
-                run["run"] + (" (chosen)" if run["run"] == data["chosen"] else ""),
-                f"{run['training queries']:,}",
-                str(run["steps"]),
-                f"{run['wall (min)']:.1f}",
-                f"{run['peak memory (GB)']:.1f}",
-                f"{run['dev ndcg@10']:.4f}",
-                f"{run['dev ndcg@10, hybrid top 20, reranker alone']:.4f}",
-                f"{run['dev ndcg@10, hybrid top 20, blended']:.4f} (w {run['chosen weight']:.1f})",
-                f"{run['worst regret at the chosen weight']:.4f}",
-            ]
-            body.append(bold(row) if run["run"] == data["chosen"] else row)
-        head = [*head[:-1], "dev NDCG@10 (BM25 top 20)", "hybrid top 20: reranker alone", "blended",
-                "worst regret"]  # fmt: skip
-        out += table(head, body)
+    head = head[:-1]
+    what = {"data": "The training data, each kind", "learning rate": "The learning rate, each value"}
+    for key, title in what.items():
+        if key in r:
+            out += _rerank_runs(r[key], title, head)
     return out
+
+
+def _rerank_runs(part: dict, title: str, head: list[str]) -> str:
+    """A rerank_training part that compared runs of one recipe changed in one thing ("data", "learning
+    rate"): time, memory, the run's own evaluation, and rerank_weight.py's dev figures of each."""
+    m = part["machine"]
+    out = (
+        f"\n{title} measured on {part['date']} ({m['cpu']}, {m['cores']} cores, "
+        f"fp32 GEMM {m['fp32 GEMM (GFLOP/s)']}; {m['note']}); chosen by {part['rule']}. {part['note']}\n\n"
+    )
+    own = part.get("own evaluation", "dev NDCG@10 (BM25 top 20)")
+    body = []
+    for run in part["runs"]:
+        row = [
+            run["run"] + (" (chosen)" if run["run"] == part["chosen"] else ""),
+            f"{run['training queries']:,}",
+            str(run["steps"]),
+            f"{run['wall (min)']:.1f}",
+            f"{run['peak memory (GB)']:.1f}",
+            f"{run['dev ndcg@10']:.4f}",
+            f"{run['dev ndcg@10, hybrid top 20, reranker alone']:.4f}",
+            f"{run['dev ndcg@10, hybrid top 20, blended']:.4f} (w {run['chosen weight']:.1f})",
+            f"{run['worst regret at the chosen weight']:.4f}",
+        ]
+        body.append(bold(row) if run["run"] == part["chosen"] else row)
+    return out + table([*head, own, "hybrid top 20: reranker alone", "blended", "worst regret"], body)
 
 
 def rerank_speed(name: str) -> str:
@@ -632,7 +638,7 @@ def rerank_gate(name: str) -> str:
 
 
 def rerank_quality(name: str) -> str:
-    """NDCG@10 of the first stages alone and reranked, per bundled task."""
+    """NDCG@10 of the first stages alone and reranked, per bundled task (and earlier rerankers')."""
     r = load(name)
     rows = r["ndcg_at_10"]
     tasks = list(rows)
@@ -647,33 +653,10 @@ def rerank_quality(name: str) -> str:
         "benchmarks/rerank_quality.py",
     )
     out += _ndcg_table(rows, tasks, labels)
-    previous = r.get("previous first stage")
-    if previous:
-        out += f"\nThe same queries on the previous default first stage, {previous['first stage']}:\n\n"
-        other = previous["ndcg_at_10"]
-        out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if k != "queries"])
-        out += _rerank_quality_more(previous, tasks, r["max_length"])
-    return out + _rerank_quality_more(r, tasks, r["max_length"])
-
-
-def _rerank_quality_more(r: dict, tasks: list[str], length: int) -> str:
-    """The other lengths' and the earlier recipe's rows a rerank_quality result (or part) holds."""
-    out = ""
-    for other_length, other in r.get("ndcg_at_10 at other max lengths", {}).items():
-        out += f"\nThe same queries with the reranker reading {other_length} tokens a pair:\n\n"
-        out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if k != "queries"])
-    earlier = r.get("earlier recipe")
-    if earlier:
+    for earlier in r.get("earlier", []):
         other = earlier["ndcg_at_10"]
-        out += (
-            f"\nThe same queries reranked by the reranker of {earlier['recipe']}, {length} tokens a pair:\n\n"
-        )
-        out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if "rerank" in k])
-        out += _rerank_quality_more(
-            {"ndcg_at_10 at other max lengths": earlier.get("ndcg_at_10 at other max lengths", {})},
-            tasks,
-            length,
-        )
+        out += f"\nThe same queries, {earlier['what']}, on the {earlier['first stage']} first stage:\n\n"
+        out += _ndcg_table(other, tasks, [k for k in next(iter(other.values())) if k != "queries"])
     return out
 
 
@@ -709,49 +692,34 @@ def rerank_weight(name: str) -> str:
         body.append([f"**{w}**" if w == chosen else w, *cells])
     out += table(["weight", *tasks, "worst regret", "average"], body) + "\n"
     out += _rerank_weight_bundled(r)
-    previous = r.get("previous first stage")
-    if previous:
-        w = f"{previous['chosen weight']:.1f}"
-        regret, average = previous["worst regret"], previous["dev average"]
+    for earlier in r.get("earlier", []):
+        w = f"{earlier['chosen weight']:.1f}"
+        regret, average, what = earlier["worst regret"], earlier["dev average"], earlier["what"]
         out += (
-            f"\nOn the previous default first stage, {previous['first stage']}, the same choice gave weight "
-            f"{w} (worst regret {regret[w]:.4f}, dev average {average[w]:.4f}; the reranker alone "
-            f"{average['1.0']:.4f}); the bundled suite:\n\n"
+            f"\n{what[0].upper()}{what[1:]}, on the {earlier['first stage']} first stage: weight {w} chosen "
+            f"on the dev tasks (worst regret {regret[w]:.4f}, dev average {average[w]:.4f}; the reranker "
+            f"alone {average['1.0']:.4f}); the bundled suite:\n\n"
         )
-        out += _rerank_weight_bundled(previous, intro=False)
+        out += _rerank_weight_bundled(earlier, intro=False)
     return out
 
 
 def _rerank_weight_bundled(r: dict, intro: bool = True) -> str:
-    """The bundled rows, other lengths and earlier recipe a rerank_weight result (or part) holds."""
+    """The bundled rows (and the choice at each max length) of a rerank_weight result or earlier entry."""
     out = ""
     rows = r["bundled"]
-    if rows:
-        if intro:
-            out += (
-                "The bundled suite once, NDCG@10 (the hybrid's top 20, 50 or 100 reordered; the queries "
-                "that `rerank_quality.json` scored):\n\n"
-            )
-        out += _ndcg_table(rows, list(rows), [k for k in next(iter(rows.values())) if k != "queries"])
-    for length, other in r.get("bundled at other max lengths", {}).items():
-        out += f"\nThe same with the reranker reading {length} tokens a pair:\n\n"
-        out += _ndcg_table(other, list(other), [k for k in next(iter(other.values())) if k != "queries"])
+    if intro:
+        out += (
+            "The bundled suite once, NDCG@10 (the hybrid's top 20, 50 or 100 reordered; the queries "
+            "that `rerank_quality.json` scored):\n\n"
+        )
+    out += _ndcg_table(rows, list(rows), [k for k in next(iter(rows.values())) if k != "queries"])
     lengths = r.get("by max length")
     if lengths:
         body = [[str(n), f"{e['chosen weight']:.1f}", f"{e['worst regret']:.4f}", f"{e['dev average']:.4f}"]
                 for n, e in lengths.items()]  # fmt: skip
         out += "\nThe same choice on the dev tasks at each max length (the default's in the registry):\n\n"
         out += table(["max length (tokens)", "chosen weight", "worst regret", "dev average"], body)
-    earlier = r.get("earlier recipe")
-    if earlier:
-        w = f"{earlier['chosen weight']:.1f}"
-        out += (
-            f"\nThe reranker of {earlier['recipe']}, the same way: weight {w} chosen on the dev tasks (worst "
-            f"regret {earlier['worst regret'][w]:.4f}, dev average {earlier['dev average'][w]:.4f}; the "
-            f"reranker alone {earlier['dev average']['1.0']:.4f}); the bundled suite:\n\n"
-        )
-        other = earlier["bundled"]
-        out += _ndcg_table(other, list(other), [k for k in next(iter(other.values())) if k != "queries"])
     return out
 
 

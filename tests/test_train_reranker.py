@@ -148,6 +148,9 @@ def test_recipe_values_are_checked():
         RerankerRecipe("x", mining="colbert")
     with pytest.raises(InputError, match="per_group"):
         RerankerRecipe("x", per_group=0)
+    for lr in (0.0, -1e-5, 0.5):
+        with pytest.raises(InputError, match=r"lr must be above 0 and at most 0\.01"):
+            RerankerRecipe("x", lr=lr)
 
 
 def test_cli_names_a_bad_recipe_value_before_any_work(tmp_path):
@@ -162,4 +165,6 @@ def test_cli_names_a_bad_recipe_value_before_any_work(tmp_path):
     assert "mining must be one of bm25, dense, bm25+dense, not 'colbert'" in result.output
     result = runner.invoke(app, [*args, "--per-group", "0"])
     assert result.exit_code == 2 and "per_group must be at least 1, got 0" in result.output
+    result = runner.invoke(app, [*args, "--lr", "2"])
+    assert result.exit_code == 2 and "lr must be above 0 and at most 0.01, got 2.0" in result.output
     assert not (tmp_path / "run").exists()

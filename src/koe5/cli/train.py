@@ -289,6 +289,9 @@ def train_reranker(
     mining: Annotated[
         str | None, typer.Option("--mining", help="bm25, dense or bm25+dense (default: the recipe's).")
     ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Peak learning rate (default: the recipe's).")
+    ] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after N steps (-1: the epochs).")] = -1,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     source_dir: Annotated[
@@ -311,7 +314,7 @@ def train_reranker(
     if recipe not in RECIPES:
         fail(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
     changes = {"base": base, "loss": loss, "queries": queries, "negatives": negatives, "seed": seed}
-    changes |= {"per_group": per_group, "mining": mining}
+    changes |= {"per_group": per_group, "mining": mining, "lr": lr}
     with failing():
         chosen = dataclasses.replace(RECIPES[recipe], **{k: v for k, v in changes.items() if v is not None})
         out = output or cache_dir() / "runs" / chosen.name

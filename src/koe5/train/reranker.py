@@ -75,7 +75,7 @@ class RerankerRecipe:
     loss: str = "bce"
     max_length: int = 256
     batch_size: int = 8
-    lr: float = 3e-5
+    lr: float = 6e-5
     epochs: int = 1
     warmup_ratio: float = 0.1
     eval_queries: int = 40
@@ -91,6 +91,8 @@ class RerankerRecipe:
         for name in ("queries", "per_group", "negatives", "max_length", "batch_size", "epochs", "save_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.lr <= 1e-2:  # above, a fine-tuned encoder diverges in a few steps
+            raise InputError(f"lr must be above 0 and at most 0.01, got {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
