@@ -891,7 +891,8 @@ def index_quality(name: str) -> str:
         cells = [f"{row[t]:.5f}" for t in tasks] + [f"{sum(row.values()) / len(row):.5f}"]
         body.append(bold([label, *cells]) if label == "index: hybrid" else [label, *cells])
     caption = (
-        f"NDCG@10: a real index per task, documents cut into chunks of {r['chunk tokens']} tokens "
+        f"NDCG@10 on {r.get('tasks', 'the bundled suite')}: a real index per task, documents cut into chunks "
+        f"of {r['chunk tokens']} tokens "
         f"(overlap {r['overlap']}), each scored by its best chunk, against whole documents; hybrid: "
         f"the default fusion, {r['fusion']}"
     )
@@ -927,6 +928,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "compact_scale.json": compact_scale,
     "compact_engines.json": compact_engines,
     "index_quality.json": index_quality,
+    "index_quality_dev.json": index_quality,
     "hybrid_fusion.json#dev": hybrid_fusion,
     "hybrid_fusion.json#bundled": hybrid_fusion,
     "finetune_korean.json#dev": finetune_dev,

@@ -3,9 +3,9 @@
 No Korean reranker can be downloaded where koe5 must work offline, so koe5 makes one: the default
 embedding model's encoder with a one-logit head (sentence-transformers' ``CrossEncoder``), trained on
 (query, positive) pairs of the Korean training material (:mod:`koe5.train.sources`) with hard negatives
-mined by Korean BM25 (:mod:`koe5.train.mine`, with its false-negative guard). The dev split
-(:mod:`koe5.train.devsets`) is kept out of the training rows and is what the run evaluates on: each
-dev query's top 20 of the default hybrid search reranked, NDCG@10 (sentence-transformers'
+mined by Korean BM25 and the dense model (:mod:`koe5.train.mine`, with its false-negative guard). The
+dev split (:mod:`koe5.train.devsets`) is kept out of the training rows and is what the run evaluates
+on: each dev query's top 20 of the default hybrid search reranked, NDCG@10 (sentence-transformers'
 ``CrossEncoderRerankingEvaluator``).
 The recipe is data (:data:`RECIPES`); a run is reproducible from its seed, writes checkpoints and
 resumes after a kill, and its result is a plain CrossEncoder folder, installed where
@@ -91,7 +91,7 @@ class RerankerRecipe:
         for name in ("queries", "per_group", "negatives", "max_length", "batch_size", "epochs", "save_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.lr <= 1e-2:  # above, a fine-tuned encoder diverges in a few steps
+        if not 0 < self.lr <= 1e-2:  # fine-tuning an encoder takes 1e-6 to 1e-4: above 0.01 is a typo
             raise InputError(f"lr must be above 0 and at most 0.01, got {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
