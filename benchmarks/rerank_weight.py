@@ -6,11 +6,12 @@ a blend with the first stage's: each list scaled to 0-1 over the candidates (min
 ``weight × reranker + (1 − weight) × first stage``. A reranker that is weaker than the first stage on
 some kind of collection then moves the order less there.
 
-Dev tasks come from the Korean training material (:func:`koe5.train.devsets.dev_tasks`: the same
-held-out groups the reranker's training kept out, ``--queries`` of each source); the bundled tasks
-choose nothing. Each query's first stage is the default hybrid, to depth 20; the reranker scores those
-candidates once (kept in ``--cache``), and every weight is read from the same scores. The rule, as
-for the fusion: the smallest worst regret over the dev tasks, ties broken by the dev average.
+Dev tasks come from the Korean training material (:func:`koe5.train.devsets.dev_tasks`, the page
+tasks included, as for the fusion: the same held-out groups the reranker's training kept out,
+``--queries`` of each source); the bundled tasks choose nothing. Each query's first stage is the
+default hybrid, to depth 20; the reranker scores those candidates once (kept in ``--cache``), and
+every weight is read from the same scores. The rule: the smallest worst regret over the dev tasks,
+ties broken by the dev average.
 
 The bundled rows reuse the pair scores ``rerank_quality.py`` keeps (same reranker, length, sample and
 seed), so the suite's queries are scored once for both scripts.
@@ -76,7 +77,7 @@ def main() -> None:
     hybrid = HybridRetriever(DenseRetriever(koe5.load("default"), cache=EmbeddingCache()), BM25Retriever())
     args.cache.mkdir(parents=True, exist_ok=True)
     dev: dict[str, dict[str, float]] = {}
-    for name, data in dev_tasks(queries=args.queries, seed=args.seed).items():
+    for name, data in dev_tasks(queries=args.queries, seed=args.seed, pages=True).items():
         run = hybrid.rank(data, min(DEV_DEPTH, len(data.corpus)))
         candidates = {q: top(run.get(q, {}), DEV_DEPTH) for q in data.queries}
         tag = f"dev-{name.replace('/', '_')}-{score_tag(reranker, args.queries, args.seed)}"
