@@ -121,10 +121,11 @@ class RerankerResult:
     peak_rss_mb: float
 
 
-def training_rows(recipe: RerankerRecipe, source_dir: str | Path | None = None) -> list[dict[str, Any]]:
+def training_rows(recipe: RerankerRecipe, source_dir: Path | str | None = None, *, encoder=None) -> list:
     """The recipe's training rows: ``{"query", "positive", "negatives": [...]}``, ``per_group`` a group
     outside the dev split, negatives mined with the false-negative guard (no answer of the query's group
-    is its negative); a pure function of the recipe."""
+    is its negative); a pure function of the recipe. ``encoder``: the ``base`` embedding model where the
+    caller has it loaded (dense mining loads it otherwise)."""
     from koe5.train.devsets import dev_groups
     from koe5.train.sources import build_rows
 
@@ -146,7 +147,7 @@ def training_rows(recipe: RerankerRecipe, source_dir: str | Path | None = None) 
     for row in rows:
         if row["group"] in answers:
             answers[row["group"]].add(row["positive"])
-    out = _mine(recipe, picked, corpus, answers)
+    out = _mine(recipe, picked, corpus, answers, encoder)
     rng.shuffle(out)
     if not out:
         raise InputError("no training row got a hard negative: is the training material there?")
@@ -154,7 +155,11 @@ def training_rows(recipe: RerankerRecipe, source_dir: str | Path | None = None) 
 
 
 def _mine(
-    recipe: RerankerRecipe, picked: list[dict[str, Any]], corpus: list[str], answers: dict[str, set[str]]
+    recipe: RerankerRecipe,
+    picked: list[dict[str, Any]],
+    corpus: list[str],
+    answers: dict[str, set[str]],
+    encoder=None,
 ) -> list[dict[str, Any]]:
     """``{"query", "positive", "negatives"}`` rows: each query's negatives by the recipe's mining; with
     ``bm25+dense`` one from each method in turn (a text both found counts once); a query is kept only
@@ -162,8 +167,7 @@ def _mine(
     from koe5.train.mine import mine_hard_negatives
 
     methods = recipe.mining.split("+")
-    encoder = None
-    if "dense" in methods:
+    if "dense" in methods and encoder is None:
         import koe5
 
         encoder = koe5.load(recipe.base)
@@ -196,11 +200,12 @@ def _mine(
     return out
 
 
-def dev_samples(recipe: RerankerRecipe, source_dir: str | Path | None = None) -> list[dict[str, Any]]:
+def dev_samples(recipe: RerankerRecipe, source_dir: str | Path | None = None, *, encoder=None) -> list[dict]:
     """Reranking samples of the dev split: per dev task of passages ``eval_queries`` queries, each with
     its relevant texts and the top 20 of koe5's default hybrid search over the task's corpus (BM25 and
     the ``base`` embedding model, fused as ``koe5 search`` fuses them): what a reranker gets in a
-    search. (BM25's top 20 alone once disagreed with the hybrid's on which training data was best.)"""
+    search. (BM25's top 20 alone once disagreed with the hybrid's on which training data was best.)
+    ``encoder``: the ``base`` model where the caller has it loaded."""
     import koe5
     from koe5.embcache import EmbeddingCache
     from koe5.evaluation import BM25Retriever, DenseRetriever
@@ -208,7 +213,8 @@ def dev_samples(recipe: RerankerRecipe, source_dir: str | Path | None = None) ->
     from koe5.tasks.data import select_queries
     from koe5.train.devsets import dev_tasks
 
-    hybrid = HybridRetriever(DenseRetriever(koe5.load(recipe.base), cache=EmbeddingCache()), BM25Retriever())
+    dense = DenseRetriever(encoder or koe5.load(recipe.base), cache=EmbeddingCache())
+    hybrid = HybridRetriever(dense, BM25Retriever())
     samples = []
     tasks = dev_tasks(source_dir, sources=_dev_sources(recipe), queries=recipe.dev_queries, seed=recipe.seed)
     for name, task in tasks.items():
@@ -216,13 +222,12 @@ def dev_samples(recipe: RerankerRecipe, source_dir: str | Path | None = None) ->
             continue
         evaluated = select_queries(task, list(task.qrels)[: recipe.eval_queries])
         run = hybrid.rank(evaluated, min(20, len(task.corpus)))
-        for q in evaluated.queries:
-            found = sorted(run.get(q, {}).items(), key=lambda item: -item[1])[:20]
+        for q in evaluated.queries:  # the run holds each query's fused top 20, best first
             samples.append(
                 {
                     "query": task.queries[q],
                     "positive": [task.doc_text(d) for d in task.qrels[q]],
-                    "documents": [task.doc_text(d) for d, _ in found],
+                    "documents": [task.doc_text(d) for d in run.get(q, {})],
                 }
             )
     return samples
@@ -311,17 +316,19 @@ def train_reranker(
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
     from transformers import set_seed
 
+    import koe5
     from koe5.train.callbacks import JsonlLog
 
     started = time.perf_counter()
     out = Path(output).expanduser()
     checkpoint = _prepare(out, recipe, resume=resume, overwrite=overwrite)
-    rows = _rows(out, recipe, source_dir)
+    encoder = koe5.load(recipe.base)  # loaded once: it mines a new run's negatives and ranks the dev split
+    rows = _rows(out, recipe, source_dir, encoder)
+    samples = dev_samples(recipe, source_dir, encoder=encoder)
+    del encoder  # not needed while training
     set_seed(recipe.seed)
     model = _base_model(recipe)
-    evaluator = CrossEncoderRerankingEvaluator(
-        dev_samples(recipe, source_dir), at_k=10, name="dev", batch_size=32, write_csv=False
-    )
+    evaluator = CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", batch_size=32, write_csv=False)
     args = _arguments(recipe, out, max_steps, show_progress)
     jsonl = JsonlLog(out / "log.jsonl", resume_step=checkpoint_step(checkpoint) if checkpoint else None)
     trainer = CrossEncoderTrainer(
@@ -420,12 +427,12 @@ def _recorded_recipe(path: Path) -> dict[str, Any]:
     return {**RerankerRecipe(recorded.get("name", "")).to_dict(), **recorded}
 
 
-def _rows(out: Path, recipe: RerankerRecipe, source_dir) -> list[dict[str, Any]]:
+def _rows(out: Path, recipe: RerankerRecipe, source_dir, encoder) -> list[dict[str, Any]]:
     """The training rows, built once per run folder (mining is the slow part of a restart)."""
     path = out / "data.jsonl"
     if path.is_file():
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    rows = training_rows(recipe, source_dir)
+    rows = training_rows(recipe, source_dir, encoder=encoder)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     atomic_write_bytes(path, text.encode("utf-8"))
     return rows
