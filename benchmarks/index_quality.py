@@ -9,8 +9,8 @@ it once per query in each mode, next to the whole-document baseline of the same 
     .venv/bin/python benchmarks/index_quality.py --dev --out benchmarks/results/index_quality_dev.json
 
 ``--dev`` runs the dev tasks from the training material instead (:func:`koe5.train.devsets.dev_tasks`
-with its page tasks, where the hybrid default was chosen on whole documents): whether the choice
-holds when a real index chunks the documents.
+with its page tasks and small collections, where the hybrid default was chosen on whole documents):
+whether the choice holds when a real index chunks the documents.
 
 Vectors go through koe5's embedding cache, so only chunks not seen before are encoded.
 """
@@ -57,7 +57,7 @@ def main() -> None:
         },
     }
     if args.dev:
-        loaded = dev_tasks(pages=True)
+        loaded = dev_tasks(pages=True, small=True)
     else:
         loaded = {t.strip(): None for t in args.tasks.split(",") if t.strip()}
     tasks = list(loaded)

@@ -11,7 +11,11 @@ Scoring every pair of the suite costs hours on a CPU (SQuAD-Kor has 5,774 questi
 takes a seeded sample of N queries per task (all of a task with fewer); the first stages are scored
 on the same sample, so every row compares like with like.
 
-    .venv/bin/python benchmarks/rerank_quality.py --queries 100 --out benchmarks/results/rerank_quality.json
+    .venv/bin/python benchmarks/rerank_quality.py --tasks PublicHealthQA --merge \
+        --out benchmarks/results/rerank_quality.json
+    .venv/bin/python benchmarks/rerank_quality.py --queries 40 --merge \
+        --tasks BelebeleRetrieval,SQuADKorV1Retrieval,AutoRAGRetrieval \
+        --out benchmarks/results/rerank_quality.json
 """
 
 from __future__ import annotations

@@ -7,11 +7,15 @@ a blend with the first stage's: each list scaled to 0-1 over the candidates (min
 some kind of collection then moves the order less there.
 
 Dev tasks come from the Korean training material (:func:`koe5.train.devsets.dev_tasks`, the page
-tasks included, as for the fusion: the same held-out groups the reranker's training kept out,
-``--queries`` of each source); the bundled tasks choose nothing. Each query's first stage is the
-default hybrid, to depth 20; the reranker scores those candidates once (kept in ``--cache``), and
-every weight is read from the same scores. The rule: the smallest worst regret over the dev tasks,
-ties broken by the dev average.
+tasks and the small collections included, as for the fusion: the same held-out groups the
+reranker's training kept out, ``--queries`` of each source); the bundled tasks choose nothing.
+Each query's first stage is the default hybrid, to depth 20; the reranker scores those candidates
+once (kept in ``--cache``), and every weight is read from the same scores. The rule: the
+smallest worst regret over the dev tasks, ties broken by the dev average.
+
+Each bundled row also gets its difference to the hybrid with a 95% interval (a paired bootstrap over
+the task's queries, as ``hybrid_fusion.py`` gives the fusion's): a sample of 40 queries tells only
+large differences apart.
 
 The bundled rows reuse the pair scores ``rerank_quality.py`` keeps (same reranker, length, sample and
 seed), so the suite's queries are scored once for both scripts.
@@ -35,6 +39,7 @@ from koe5.tasks.data import sample_queries
 from koe5.train.devsets import dev_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hybrid_fusion import interval
 from rerank_quality import HYBRID_DEPTHS, ndcg10, pair_scores, report, score_tag, top
 
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -77,7 +82,7 @@ def main() -> None:
     hybrid = HybridRetriever(DenseRetriever(koe5.load("default"), cache=EmbeddingCache()), BM25Retriever())
     args.cache.mkdir(parents=True, exist_ok=True)
     dev: dict[str, dict[str, float]] = {}
-    for name, data in dev_tasks(queries=args.queries, seed=args.seed, pages=True).items():
+    for name, data in dev_tasks(queries=args.queries, seed=args.seed, pages=True, small=True).items():
         run = hybrid.rank(data, min(DEV_DEPTH, len(data.corpus)))
         candidates = {q: top(run.get(q, {}), DEV_DEPTH) for q in data.queries}
         tag = f"dev-{name.replace('/', '_')}-{score_tag(reranker, args.queries, args.seed)}"
@@ -92,6 +97,7 @@ def main() -> None:
     print(f"# chosen weight {chosen}: worst regret {regret[chosen]:.4f}, dev average {average[chosen]:.4f}")
 
     bundled: dict[str, dict[str, float]] = {}
+    intervals: dict[str, dict[str, dict]] = {}
     for name, queries in BUNDLED_SAMPLES.items():
         data = sample_queries(get_task(name).load(), queries, args.seed)
         run = hybrid.rank(data, min(max(HYBRID_DEPTHS), len(data.corpus)))
@@ -102,9 +108,12 @@ def main() -> None:
         candidates = {q: top(run.get(q, {}), max(HYBRID_DEPTHS)) for q in data.queries}
         scores = pair_scores(reranker, data, candidates, path)  # a changed first stage: its new pairs
         row = {"queries": len(data.queries), "hybrid": ndcg10(data.qrels, run)}
+        intervals[name] = {}
         for depth in HYBRID_DEPTHS:
             for w in ("1.0", chosen):
-                row[f"rerank {depth}, weight {w}"] = ndcg10(data.qrels, blended(scores, run, depth, float(w)))
+                reranked = blended(scores, run, depth, float(w))
+                row[f"rerank {depth}, weight {w}"] = ndcg10(data.qrels, reranked)
+                intervals[name][f"rerank {depth}, weight {w}"] = interval(data.qrels, reranked, run)
         bundled[name] = row
         print(f"# {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "queries"), flush=True)
     result = {
@@ -116,6 +125,8 @@ def main() -> None:
         "dev average": average,
         "chosen weight": float(chosen),
         "bundled": bundled,
+        # each reranked row minus the hybrid, with the 95% interval over the task's queries
+        "bundled intervals": intervals,
     }
     report(result, args.out)
 

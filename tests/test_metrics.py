@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from koe5.errors import InputError
-from koe5.evaluation.metrics import MTEB_KS, evaluate_run, run_from_scores
+from koe5.evaluation.metrics import MTEB_KS, evaluate_run, query_ndcg, run_from_scores
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
@@ -59,6 +59,20 @@ def test_unrounded_metrics_equal_pytrec_eval(seed):
     theirs = oracle(qrels, run)
     for key, value in theirs.items():
         assert ours[key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_query_ndcg_equals_pytrec_eval_per_query_and_averages_to_evaluate_run(seed):
+    qrels, run = random_case(random.Random(seed))
+    ours = query_ndcg(qrels, run, k=10)
+    theirs = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    assert set(ours) == set(theirs)  # judged queries of the run: not "not-judged", not "not-run"
+    for qid, measures in theirs.items():
+        assert ours[qid] == pytest.approx(measures["ndcg_cut_10"], abs=1e-9), qid
+    mean = sum(ours.values()) / len(ours)
+    assert mean == pytest.approx(evaluate_run(qrels, run, (10,), round_to=None)["ndcg_at_10"], abs=1e-12)
+    with pytest.raises(InputError, match="k must be positive"):
+        query_ndcg(qrels, run, k=0)
 
 
 def test_queries_judged_only_with_zero_count_as_zero():

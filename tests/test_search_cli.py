@@ -73,7 +73,11 @@ def test_build_search_add_delete(docs_file, tiny_model_dir, tmp_path):
     result = invoke("index", "info", index)
     assert result.exit_code == 0 and "documents   14" in result.stdout
     # a new index keeps the default fusion: a weight per query from the lists' peaks and the coverage
-    assert "dense weight 0.1-0.7 by query (from the lists' peaks and BM25's coverage)" in result.stdout
+    from koe5.search.hybrid import DEFAULT_FUSION
+
+    low, high = DEFAULT_FUSION.adaptive
+    expected = f"{DEFAULT_FUSION.method}, dense weight {low:g}-{high:g} by query (from the lists' peaks"
+    assert expected in result.stdout
 
 
 def test_clear_errors(docs_file, tiny_model_dir, tmp_path):
@@ -152,8 +156,9 @@ def test_fusion_flags_keep_or_replace_the_indexs_per_query_weight():
 
     index = SimpleNamespace(manifest={"fusion": DEFAULT_FUSION.to_dict()})
     assert _fusion(index, None, None) is None  # the index's own
-    dbsf = _fusion(index, "dbsf", None)  # another scaling, the same per-query weight
-    assert dbsf.method == "dbsf" and (dbsf.adaptive, dbsf.confidence) == (
+    other = "minmax" if DEFAULT_FUSION.method == "dbsf" else "dbsf"
+    rescaled = _fusion(index, other, None)  # another scaling, the same per-query weight
+    assert rescaled.method == other and (rescaled.adaptive, rescaled.confidence) == (
         DEFAULT_FUSION.adaptive,
         DEFAULT_FUSION.confidence,
     )

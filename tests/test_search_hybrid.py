@@ -122,6 +122,8 @@ def test_confidence_weight_follows_the_sharper_list_and_the_coverage():
     assert fusion.dense_weight(1.0, (3.0, 3.0)) == pytest.approx(0.1 + 0.6 / (1 + math.exp(2.0)))
     assert fusion.dense_weight(None, (3.0, 3.0)) == pytest.approx(0.4)  # no BM25 match: no coverage
     assert 0.1 <= fusion.dense_weight(0.0, (1e6, 0.0)) <= 0.7  # bounded, no overflow
+    with pytest.raises(InputError, match="peaks of its two lists"):
+        fusion.dense_weight(0.0)  # not silently the coverage ramp of 0.1-0.7
     # in a fusion: a model list that cannot tell its candidates apart gives way to a sharp BM25 list
     flat_dense = {"a": 0.81, "b": 0.80, "c": 0.80, "d": 0.79, "e": 0.80}
     sharp_bm25 = {"c": 20.0, "a": 2.0, "b": 1.0, "d": 1.5, "e": 1.2}

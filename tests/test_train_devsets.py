@@ -79,3 +79,26 @@ def test_page_tasks_pack_passages_into_pages_and_find_the_one_asked_about(source
         holding = {d for d in pages.corpus if answers[topic] & set(pages.corpus[d]["text"].split("\n"))}
         assert set(relevant) == holding
     assert tasks == dev_tasks(source_dir, pages=True)  # a function of the seed
+
+
+def test_small_tasks_keep_whole_queries_in_a_collection_of_the_set_size(source_dir, monkeypatch):
+    from koe5.train import devsets
+
+    assert not any(name.endswith("/small") for name in dev_tasks(source_dir))  # only asked for
+    monkeypatch.setattr(devsets, "SMALL_DOCS", 2)
+    monkeypatch.setattr(devsets, "SMALL_MIN_QUERIES", 1)
+    tasks = dev_tasks(source_dir, small=True)
+    small = {name: task for name, task in tasks.items() if name.endswith("/small")}
+    assert small and all(name.removesuffix("/small") in tasks for name in small)
+    for name, task in small.items():
+        whole = tasks[name.removesuffix("/small")]
+        assert len(task.corpus) == min(2, len(whole.corpus))
+        assert set(task.corpus) <= set(whole.corpus) and set(task.queries) <= set(whole.queries)
+        for q, relevant in task.qrels.items():  # a kept query keeps every relevant document
+            assert relevant == whole.qrels[q] and set(relevant) <= set(task.corpus)
+    # a task where only one query fits its two documents, and another is needed: no small task
+    assert len(small["welfare_qa/small"].queries) == 1
+    monkeypatch.setattr(devsets, "SMALL_MIN_QUERIES", 2)
+    assert "welfare_qa/small" not in dev_tasks(source_dir, small=True)
+    monkeypatch.setattr(devsets, "SMALL_MIN_QUERIES", 1)
+    assert tasks == dev_tasks(source_dir, small=True)  # a function of the seed

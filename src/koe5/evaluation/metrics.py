@@ -168,6 +168,23 @@ def evaluate_run(
     return out
 
 
+def query_ndcg(qrels: Qrels, run: Run, k: int = 10) -> dict[str, float]:
+    """Unrounded NDCG@k of each query :func:`evaluate_run` counts (in the run and judged), ranked as it
+    ranks them: their mean is its ``ndcg_at_k``. For what a mean hides: paired comparisons of two runs
+    and intervals over the queries.
+
+    >>> query_ndcg({"q1": {"a": 1}, "q2": {"b": 1}}, {"q1": {"a": 0.9}, "q2": {"a": 0.9, "b": 0.1}})
+    {'q1': 1.0, 'q2': 0.6309297535714575}
+    """
+    if k < 1:
+        raise InputError(f"k must be positive, got {k}")
+    return {
+        qid: float(_query_measures(qrels[qid], _trec_order(doc_scores, k), (k,))[0, 0])
+        for qid, doc_scores in run.items()
+        if qrels.get(qid)
+    }
+
+
 def run_from_scores(
     query_ids: Sequence[str],
     doc_ids: Sequence[str],

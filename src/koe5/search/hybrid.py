@@ -42,8 +42,8 @@ Example::
     # {'b': 0.6, 'a': 0.4, 'c': 0.0}
     Fusion("minmax", adaptive=(0.2, 0.8)).fuse({"a": 0.9, "b": 0.8}, {"b": 12.0, "c": 3.0}, coverage=0.5)
     # dense weight 0.5 for this query: {'a': 0.5, 'b': 0.5, 'c': 0.0}
-    Fusion("minmax", adaptive=(0.1, 0.7), confidence=(0.5, 0.5, 1.0)).label
-    # 'minmax-adaptive-0.1-0.7-confidence-0.5-0.5-1'
+    Fusion("dbsf", adaptive=(0.2, 0.8), confidence=(0.5, 0.0, 2.0)).label   # koe5's default
+    # 'dbsf-adaptive-0.2-0.8-confidence-0.5-0-2'
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Fusion:
     @property
     def label(self) -> str:
         """A short name of the setting, e.g. ``minmax-0.4``, ``dbsf-adaptive-0.1-0.8`` or
-        ``minmax-adaptive-0.1-0.7-confidence-0.5-0.5-1``."""
+        ``dbsf-adaptive-0.2-0.8-confidence-0.5-0-2``."""
         if self.adaptive is None:
             return f"{self.method}-{self.weight:g}"
         label = f"{self.method}-adaptive-{self.adaptive[0]:g}-{self.adaptive[1]:g}"
@@ -116,12 +116,17 @@ class Fusion:
     def dense_weight(self, coverage: float | None, peaks: tuple[float, float] | None = None) -> float:
         """The dense side's weight for a query whose BM25 coverage is ``coverage`` (0 to 1) and whose
         dense and BM25 lists have the ``peaks`` (:func:`peak`) given; a confidence fusion reads a
-        missing coverage as 0."""
+        missing coverage as 0 and needs the peaks (without them it is an :class:`InputError`, not the
+        coverage ramp of its range, which would be another fusion)."""
         if self.adaptive is None:
             return self.weight
         low, high = self.adaptive
         covered = min(max(coverage or 0.0, 0.0), 1.0)
-        if self.confidence is not None and peaks is not None:
+        if self.confidence is not None:
+            if peaks is None:
+                raise InputError(
+                    f"{self.label} weighs each query by the peaks of its two lists: pass peaks=(dense, bm25)"
+                )
             slope, bias, coverage_weight = self.confidence
             x = slope * (peaks[0] - peaks[1]) + bias - coverage_weight * covered
             return low + (high - low) / (1.0 + math.exp(-min(max(x, -50.0), 50.0)))
@@ -204,4 +209,4 @@ def _distribution(scores: Mapping[K, float], keys: list[K]) -> dict[K, float]:
 
 #: The default fusion of ``Index.search(mode="hybrid")``, ``HybridRetriever`` and new indexes.
 #: Chosen by ``benchmarks/hybrid_fusion.py`` on dev tasks from the training material (docs/search.md).
-DEFAULT_FUSION = Fusion("minmax", weight=0.4, depth=100, adaptive=(0.1, 0.7), confidence=(0.5, 0.5, 1.0))
+DEFAULT_FUSION = Fusion("dbsf", weight=0.4, depth=100, adaptive=(0.2, 0.8), confidence=(0.5, 0.0, 2.0))

@@ -40,6 +40,11 @@ DOCUMENT_SOURCES = ("strategyqa_ko", "welfare_qa")
 #: A page of the ``<source>/pages`` tasks holds passages until it has this many characters: about a
 #: printed or scanned page of a report.
 PAGE_CHARS = 800
+#: The ``<task>/small`` tasks hold this many documents: no more than the hybrid's depth, so each
+#: side's list holds every document it matches (a FAQ, a manual's sections, a small knowledge base).
+SMALL_DOCS = 100
+#: ...and only where at least this many queries fit (fewer tell settings apart by chance).
+SMALL_MIN_QUERIES = 50
 
 
 def _grouped(name: str, root: Path, exclude: set[str]) -> dict[str, list[Row]]:
@@ -82,6 +87,7 @@ def dev_tasks(
     corpus: int = 2000,
     seed: int = 42,
     pages: bool = False,
+    small: bool = False,
 ) -> dict[str, RetrievalData]:
     """One task per source (named after it): ``queries`` held-out groups, a corpus of at most
     ``corpus`` distinct positives (all of the held-out groups', then others' as distractors).
@@ -94,7 +100,13 @@ def dev_tasks(
     order, packed into pages of :data:`PAGE_CHARS` characters, so a page mixes unrelated topics and a
     question asks about one passage of it, the shape of OCR'd reports and PDF pages. A page's
     embedding is an average of topics, while BM25 still finds the passage's words: BM25 leads the
-    model by far there, as on no other dev task."""
+    model by far there, as on no other dev task.
+
+    ``small``: for every task also ``<task>/small``, the same task in a collection of
+    :data:`SMALL_DOCS` documents: the relevant documents of as many of its queries as fit (in a
+    seeded order), the rest distractors; kept where at least :data:`SMALL_MIN_QUERIES` queries fit.
+    A collection no larger than the fusion's depth changes the lists' score distributions: a fusion
+    that never loses on 2,000 documents can lose on 100."""
     root = _root(root)
     exclude = evaluation_texts()
     tasks: dict[str, RetrievalData] = {}
@@ -114,6 +126,11 @@ def dev_tasks(
                 paged = _page_task(groups, asked, corpus, page_rng, origin)
                 if paged is not None:  # a source too small to fill a page that a query asks about
                     tasks[f"{name}/pages"] = paged
+    if small:
+        for name, task in list(tasks.items()):
+            cut = _small_task(task, random.Random(f"{seed}:{name}:small"), f"{name}, {SMALL_DOCS} documents")
+            if cut is not None:
+                tasks[f"{name}/small"] = cut
     return tasks
 
 
@@ -191,6 +208,26 @@ def _page_task(
         return None
     docs = {f"d{i}": {"text": text} for i, text in enumerate(pages)}
     return assemble(docs, queries, qrels, origin=origin + ", pages")
+
+
+def _small_task(task: RetrievalData, rng: random.Random, origin: str) -> RetrievalData | None:
+    queries = sorted(task.queries)
+    rng.shuffle(queries)
+    docs: dict[str, None] = {}  # ordered: the relevant documents first, then distractors
+    kept: list[str] = []
+    for qid in queries:
+        new = [d for d, grade in task.qrels[qid].items() if grade > 0 and d not in docs]
+        if len(docs) + len(new) <= SMALL_DOCS:
+            docs.update(dict.fromkeys(new))
+            kept.append(qid)
+    if len(kept) < SMALL_MIN_QUERIES:
+        return None
+    others = [d for d in task.corpus if d not in docs]
+    rng.shuffle(others)
+    docs.update(dict.fromkeys(others[: SMALL_DOCS - len(docs)]))
+    qrels = [(qid, d, grade) for qid in kept for d, grade in task.qrels[qid].items()]
+    corpus = {d: task.corpus[d] for d in docs}
+    return assemble(corpus, {qid: task.queries[qid] for qid in kept}, qrels, origin=origin)
 
 
 def _root(root: str | Path | None) -> Path:
