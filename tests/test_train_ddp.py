@@ -7,8 +7,10 @@ with 8 rows. Without the gathering each query would see half the negatives and b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,13 +35,14 @@ def test_two_processes_with_cross_device_negatives_equal_one_process(tiny_train_
     train(cfg.replace(output=str(tmp_path / "one")))
     config = tmp_path / "ddp.toml"
     config.write_text(to_toml(cfg.replace(output=str(tmp_path / "two"))), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # PYTHONFAULTHANDLER: a worker that gets SIGABRT prints every thread's Python stack first
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONFAULTHANDLER": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "--no-python",
         str(KOE5), "-q", "train", "--config", str(config),
     ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    returncode, output = run_group(command, env, timeout=300)
+    assert returncode == 0, output[-6000:]
     one = load_file(str(tmp_path / "one" / "model" / "model.safetensors"))
     two = load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
     for key, value in one.items():
@@ -50,3 +53,22 @@ def test_two_processes_with_cross_device_negatives_equal_one_process(tiny_train_
         return [r["loss"] for r in map(json.loads, lines) if "loss" in r]
 
     assert losses("two") == pytest.approx(losses("one"), abs=1e-4)
+
+
+def run_group(command: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str]:
+    """Run ``command`` in its own process group; past ``timeout``, abort the whole group (torchrun and
+    its workers) so that a hung run fails with its workers' stacks and leaves no process behind."""
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+            return process.returncode, output
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGABRT)  # the workers print their stacks (PYTHONFAULTHANDLER)
+            try:
+                output, _ = process.communicate(timeout=30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            return None, f"timed out after {timeout} s; the processes' stacks:\n{output}"
