@@ -671,7 +671,7 @@ def rerank_quality(name: str) -> str:
     tasks = list(rows)
     labels = [k for k in next(iter(rows.values())) if k != "queries"]
     out = about(
-        f"NDCG@10 with koe5's reranker ({r['reranker']}, {r['max_length']} tokens) on the {r['first stage']} "
+        f"NDCG@10 with koe5's reranker ({r['reranker']}, {_reads(r)}) on the {r['first stage']} "
         f"first stage; queries per task: {r['queries per task']} (a seeded sample where a task has more; "
         "every row on the same queries)",
         "any (retrieval quality does not depend on the machine)",
@@ -705,7 +705,7 @@ def rerank_weight(name: str) -> str:
     out = about(
         f"Dev tasks from the training material ({dev['queries per source']} held-out queries a source, seed "
         f"{dev['seed']}): NDCG@10 of {r['first stage']}'s top {dev['depth']} reordered by {r['reranker']} "
-        f"({r['max_length']} tokens) blended at each weight (1.0: the reranker alone, 0.0: the first "
+        f"({_reads(r)}) blended at each weight (1.0: the reranker alone, 0.0: the first "
         "stage's order); the chosen weight in bold",
         "any (retrieval quality does not depend on the machine)",
         None,
@@ -718,6 +718,16 @@ def rerank_weight(name: str) -> str:
         cells += [f"{r['worst regret'][w]:.4f}", f"{r['dev average'][w]:.4f}"]
         body.append([f"**{w}**" if w == chosen else w, *cells])
     out += table(["weight", *tasks, "worst regret", "average"], body) + "\n"
+    choice = r.get("window choice")
+    if choice:
+        rows = [
+            [win, f"{e['chosen weight']:.1f}", f"{e['worst regret (joint)']:.4f}", f"{e['dev average']:.4f}",
+             f"{e['reranker alone']:.4f}"]
+            for win, e in choice["by window"].items()
+        ]  # fmt: skip
+        out += f"The window and the weight chosen together ({choice['rule']}):\n\n"
+        heads = ["window (tokens)", "its best weight", "worst regret", "dev average", "the reranker alone"]
+        out += table(heads, rows) + "\n"
     out += _rerank_weight_bundled(r)
     for earlier in r.get("earlier", []):
         w = f"{earlier['chosen weight']:.1f}"
@@ -729,6 +739,12 @@ def rerank_weight(name: str) -> str:
         )
         out += _rerank_weight_bundled(earlier, intro=False)
     return out
+
+
+def _reads(r: dict) -> str:
+    """How a rerank result's reranker read its candidates: its max length, and its window if any."""
+    window = r.get("window")
+    return f"{r['max_length']} tokens" + (f", long texts in windows of {window}" if window else "")
 
 
 def _rerank_weight_bundled(r: dict, intro: bool = True) -> str:

@@ -57,7 +57,8 @@ def score_tag(reranker, queries, seed) -> str:
     """The file name of a reranker's pair scores: its name, length, sample, and a digest of its weights,
     so that a model retrained under the same name (the default) is scored anew, not read from the cache."""
     name = reranker.name.replace("/", "_")
-    return f"{name}-{weights_digest(str(reranker.location))}-{reranker.max_length}-{queries}-{seed}"
+    read = f"{reranker.max_length}" + (f"-w{reranker.window}" if reranker.window else "")
+    return f"{name}-{weights_digest(str(reranker.location))}-{read}-{queries}-{seed}"
 
 
 @functools.cache
@@ -105,6 +106,7 @@ def main() -> None:
     )
     parser.add_argument("--reranker", default="default")
     parser.add_argument("--max-length", type=int, default=None, help="the reranker's (default: its own)")
+    parser.add_argument("--window", type=int, default=None, help="window tokens (0: none; default: its own)")
     parser.add_argument("--tasks", default=",".join(BUNDLED))
     parser.add_argument("--queries", type=int, default=None, help="a seeded sample of queries per task")
     parser.add_argument("--seed", type=int, default=42)
@@ -120,7 +122,7 @@ def main() -> None:
     import koe5
     from koe5.rerank import Reranker
 
-    reranker = Reranker.load(args.reranker, max_length=args.max_length)
+    reranker = Reranker.load(args.reranker, max_length=args.max_length, window=args.window)
     dense = DenseRetriever(koe5.load("default"), cache=EmbeddingCache())
     hybrid = HybridRetriever(dense, BM25Retriever())
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -150,13 +152,15 @@ def main() -> None:
         rows[name] = row
         print(f"# {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "queries"), flush=True)
     earlier = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.is_file() else {}
-    if earlier and (earlier["reranker"], earlier["max_length"]) != (reranker.name, reranker.max_length):
+    same = (earlier.get("reranker"), earlier.get("max_length"), earlier.get("window"))
+    if earlier and same != (reranker.name, reranker.max_length, reranker.window):
         raise SystemExit(f"{args.out} holds another reranker's rows; merge refused")
     rows = {**earlier.get("ndcg_at_10", {}), **rows}  # a task rerun keeps its place, a new one comes last
     result = {
         **earlier,
         "reranker": reranker.name,
         "max_length": reranker.max_length,
+        "window": reranker.window,
         "queries per task": "; ".join(f"{t} {row['queries']}" for t, row in rows.items()),
         "seed": args.seed,
         "first stage": f"hybrid {hybrid.fusion.label}",

@@ -69,6 +69,7 @@ def main() -> None:
     )
     parser.add_argument("--reranker", default="default")
     parser.add_argument("--max-length", type=int, default=None, help="the reranker's (default: its own)")
+    parser.add_argument("--window", type=int, default=None, help="window tokens (0: none; default: its own)")
     parser.add_argument("--queries", type=int, default=100, help="dev queries per source")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.rerank_cache"))
@@ -78,7 +79,7 @@ def main() -> None:
     import koe5
     from koe5.rerank import Reranker
 
-    reranker = Reranker.load(args.reranker, max_length=args.max_length)
+    reranker = Reranker.load(args.reranker, max_length=args.max_length, window=args.window)
     hybrid = HybridRetriever(DenseRetriever(koe5.load("default"), cache=EmbeddingCache()), BM25Retriever())
     args.cache.mkdir(parents=True, exist_ok=True)
     dev: dict[str, dict[str, float]] = {}
@@ -119,6 +120,7 @@ def main() -> None:
     result = {
         "reranker": reranker.name,
         "max_length": reranker.max_length,
+        "window": reranker.window,
         "first stage": f"hybrid {DEFAULT_FUSION.label}",
         "dev": {"queries per source": args.queries, "depth": DEV_DEPTH, "seed": args.seed, "ndcg_at_10": dev},
         "worst regret": regret,

@@ -117,6 +117,17 @@ def test_no_truncate_and_a_too_long_candidate(tiny_reranker_dir, sample_texts):
     )
 
 
+def test_a_window_reads_a_long_candidate_in_parts_as_the_library_does(tiny_reranker_dir, sample_texts):
+    texts = ["서울", " ".join(sample_texts)]
+    args = ("-m", tiny_reranker_dir, "--max-length", 32, "--window", 16, "--no-truncate", "--json")
+    result = invoke(QUERY, *args, input="\n".join(texts) + "\n")
+    assert result.exit_code == 0, result.output  # nothing is too long: the long one is read in windows
+    rows = json.loads(result.stdout)
+    library = Reranker.load(str(tiny_reranker_dir), device="cpu", max_length=32, window=16)
+    want = library.score(QUERY, texts)
+    np.testing.assert_allclose([r["score"] for r in rows], want[[r["index"] for r in rows]], atol=1e-5)
+
+
 def test_help():
     result = runner.invoke(app, ["rerank", "--help"])
     assert result.exit_code == 0 and "--candidates" in result.output and "--raw-scores" in result.output

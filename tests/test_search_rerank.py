@@ -246,8 +246,19 @@ def test_cli_rerank_flag_uses_the_default_reranker(built, tiny_reranker_dir, tmp
 
 def test_cli_rerank_options_are_checked(built, tiny_reranker_dir):
     result = invoke("search", built.folder, "서울", "--rerank-depth", 20)
-    need = "--rerank-depth, --rerank-weight and --rerank-backend need --rerank"
+    need = "--rerank-depth, --rerank-weight, --rerank-window and --rerank-backend need --rerank"
     assert result.exit_code == 2 and need in result.output
+    result = invoke("search", built.folder, "서울", "--rerank-window", 64)
+    assert result.exit_code == 2 and need in result.output
+    result = invoke("search", built.folder, "서울", "--reranker", tiny_reranker_dir, "--rerank-window", 7)
+    assert result.exit_code == 2 and "window must be a whole number of tokens" in result.output
+    # a window reads each hit's chunk in parts: the scores are the library's with that window
+    windowed = Reranker.load(str(tiny_reranker_dir), device="cpu", window=16)
+    want = built.search("서울", k=3, rerank=windowed, rerank_depth=50)
+    args = ("--reranker", tiny_reranker_dir, "--rerank-window", 16, "--json")
+    doc = json.loads(invoke("search", built.folder, "서울", "-k", 3, *args).stdout)
+    assert [h["doc_id"] for h in doc["hits"]] == [h.doc_id for h in want]
+    assert [h["score"] for h in doc["hits"]] == pytest.approx([h.score for h in want], abs=1e-5)
     result = invoke("search", built.folder, "서울", "--rerank-weight", 0.5)
     assert result.exit_code == 2 and "need --rerank" in result.output
     result = invoke("search", built.folder, "서울", "--reranker", tiny_reranker_dir, "--rerank-weight", 2)
@@ -282,7 +293,7 @@ def test_cli_search_reranks_with_an_onnx_backend(built, tiny_reranker_dir, tmp_p
         found[backend] = [(h["doc_id"], round(h["score"], 4)) for h in doc["hits"]]
     assert found["onnx"] == found["torch"]
     result = invoke("search", built.folder, "서울", "--rerank-backend", "onnx")
-    assert result.exit_code == 2 and "--rerank-backend need --rerank" in result.output
+    assert result.exit_code == 2 and "--rerank-backend need --rerank" in result.output  # the list's end
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +389,12 @@ def test_cli_bench_files_a_reranked_retriever_under_its_own_row(tiny_model_dir, 
         assert refused.exit_code == 2 and "+rerank:MODEL" in refused.output, bad
     refused = invoke("bench", "-t", folder, "-r", "bm25+rerank", "--rerank-depth", 0)
     assert refused.exit_code == 2 and "--rerank-depth must be at least 1" in refused.output
+    # a reranker reading windows scores differently: a row of its own
+    windowed = ["-r", f"bm25+rerank:{tiny_reranker_dir}", "--rerank-depth", 2, "--rerank-window", 16]
+    result = invoke("bench", "-m", tiny_model_dir, "-t", folder, "-o", out, *windowed, "--json")
+    assert result.exit_code == 0, result.output
+    row = f"koe5/bm25-kiwi+rerank-{tiny_reranker_dir.name}-d2-win16"
+    assert json.loads(result.stdout)["retrievers"] == [row]
     # another backend scores differently, so its results go under a row of their own
     pytest.importorskip("onnxruntime")
     import shutil
@@ -399,3 +416,4 @@ def test_rerank_labels_name_the_weight_and_the_backend():
     assert rerank_label("koe5/hybrid", "a/b-reranker", 50) == "koe5/hybrid+rerank-b-reranker-d50"
     assert rerank_label("koe5/hybrid", "r", 20, 0.2) == "koe5/hybrid+rerank-r-d20-w0.2"
     assert rerank_label("koe5/hybrid", "r", 20, 0.2, "onnx-int8") == "koe5/hybrid+rerank-r-d20-w0.2-onnx-int8"
+    assert rerank_label("koe5/hybrid", "r", 20, 0.3, "torch", 128) == "koe5/hybrid+rerank-r-d20-w0.3-win128"

@@ -257,7 +257,7 @@ def test_without_a_reranker_the_routes_name_the_flag(tiny, index):
 
 def test_info_health_and_metrics_show_the_reranker(client, reranker, sample_texts):
     info = client.get("/info").json()["reranker"]
-    assert info == {"name": reranker.name, "max_length": MAX_LENGTH, "activation": "sigmoid",
+    assert info == {"name": reranker.name, "max_length": MAX_LENGTH, "window": None, "activation": "sigmoid",
                     "weight": 1.0, "backend": "torch", "device": "cpu"}  # fmt: skip
     assert client.get("/health").json()["reranker"] == reranker.name
     client.post("/rerank", json={"query": QUERY, "texts": [f"{sample_texts[2]} {sample_texts[3]}", "가"]})
@@ -361,6 +361,8 @@ def test_serve_rerank_options_need_a_reranker(tiny_model_dir, tiny_reranker_dir)
     base = ["serve", "--model", str(tiny_model_dir)]
     result = CliRunner().invoke(app, [*base, "--rerank-backend", "onnx"])
     assert result.exit_code == 2 and "--rerank-backend need --reranker MODEL" in result.output
+    result = CliRunner().invoke(app, [*base, "--rerank-window", "64"])
+    assert result.exit_code == 2 and "--rerank-window and --rerank-backend need --reranker" in result.output
     # an ONNX backend for a reranker never exported: the error names the command that exports it
     onnx = ["--reranker", str(tiny_reranker_dir), "--rerank-backend", "onnx"]
     result = CliRunner().invoke(app, [*base, *onnx])

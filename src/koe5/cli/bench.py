@@ -15,6 +15,7 @@ from koe5.cli.options import (
     ModelOpt,
     ModelOptions,
     RerankBackendOpt,
+    RerankWindowOpt,
     app,
     comma_list,
     fail,
@@ -51,6 +52,7 @@ def bench(
         int, typer.Option("--rerank-depth", help="+rerank: how many first-stage documents to rerank.")
     ] = 50,
     rerank_backend: RerankBackendOpt = "torch",
+    rerank_window: RerankWindowOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Encode everything again.")] = False,
     batch_size: BatchSizeOpt = None,
     model_options: ModelOptions = MODEL_DEFAULTS,
@@ -79,7 +81,8 @@ def bench(
             enc = model_options.load()
             cache = None if no_cache else EmbeddingCache()
             dense = DenseRetriever(enc, cache=cache, show_progress=show_progress(), batch_size=batch_size)
-        for retriever, row in _retrievers(kinds, dense, label, model_options, (rerank_depth, rerank_backend)):
+        rerank = (rerank_depth, rerank_backend, rerank_window)
+        for retriever, row in _retrievers(kinds, dense, label, model_options, rerank):
             by_model[row] = evaluate_tasks(
                 retriever,
                 names,
@@ -134,7 +137,8 @@ def _retrievers(
 ):
     """(retriever, the row its results are filed under) per ``--retrievers`` entry. A first stage is
     made once (hybrid+rerank reuses hybrid's BM25 index), each reranker loaded once on the model's
-    device and precision with ``rerank``'s backend; ``rerank``: ``(--rerank-depth, --rerank-backend)``.
+    device and precision with ``rerank``'s backend and window; ``rerank``: ``(--rerank-depth,
+    --rerank-backend, --rerank-window)``.
     A reranked row is ``<first stage's row>+rerank-<reranker>-d<depth>``
     (:func:`~koe5.evaluation.retrievers.rerank_label`)."""
     from koe5.evaluation import RerankRetriever
@@ -142,8 +146,9 @@ def _retrievers(
     from koe5.rerank import Reranker
     from koe5.search.reranking import weight_of
 
-    depth, backend = rerank
+    depth, backend, window = rerank
     how = {"device": model_options.device, "precision": model_options.precision, "backend": backend}
+    how["window"] = window
     rerankers = {name: Reranker.load(name, **how) for name in sorted({name for _, name in kinds if name})}
     stages: dict[str, tuple] = {}
     out = []
@@ -153,7 +158,7 @@ def _retrievers(
         retriever, row = stages[kind]
         if reranker:
             loaded = rerankers[reranker]
-            row = rerank_label(row, loaded.name, depth, weight_of(loaded), loaded.backend)
+            row = rerank_label(row, loaded.name, depth, weight_of(loaded), loaded.backend, loaded.window)
             retriever = RerankRetriever(retriever, loaded, depth, name=row, show_progress=show_progress())
         out.append((retriever, row))
     return out

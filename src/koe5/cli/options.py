@@ -262,6 +262,15 @@ RerankWeightOpt = Annotated[
     ),
 ]
 
+RerankWindowOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--rerank-window",
+        help="Read a candidate longer than this many tokens in half-overlapping windows, scored by its "
+        "best (0: cut it to fit; default: the reranker's own).",
+    ),
+]
+
 RerankBackendOpt = Annotated[
     str,
     typer.Option(

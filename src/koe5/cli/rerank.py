@@ -43,6 +43,14 @@ def rerank(
             help="Tokens of query and text together (default: the model's).",
         ),
     ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            "--window",
+            help="Read a text longer than this many tokens in half-overlapping windows, scored by its "
+            "best (0: cut it to fit; default: the reranker's own).",
+        ),
+    ] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = "auto",
     backend: Annotated[
@@ -60,8 +68,10 @@ def rerank(
         found = read_candidates(candidates, field=field, fmt=fmt)
         check_top_k(top_k, len(found))  # a bad --top-k costs no model load
         how = {"device": device, "max_length": max_length, "precision": precision, "backend": backend}
-        reranker = Reranker.load(model, **how)
-        say(f"reranking {len(found)} candidates with {reranker.name} (max {reranker.max_length} tokens)")
+        reranker = Reranker.load(model, window=window, **how)
+        read = f"max {reranker.max_length} tokens"
+        read = f"windows of {reranker.window} tokens" if reranker.window else read
+        say(f"reranking {len(found)} candidates with {reranker.name} ({read})")
         texts = [c.text for c in found]
         stats = reranker.score_with_stats(
             query, texts, raw=raw_scores, truncate=not no_truncate, show_progress=show_progress()

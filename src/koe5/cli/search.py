@@ -21,6 +21,7 @@ from koe5.cli.options import (
     PrecisionOpt,
     RerankBackendOpt,
     RerankWeightOpt,
+    RerankWindowOpt,
     app,
     comma_list,
     fail,
@@ -328,13 +329,16 @@ def _reranker(
     how: dict,
 ):
     """The reranker ``--rerank``/``--reranker`` name (``None``: no reranking) and the depth to rerank;
-    ``how``: the device, precision and backend it loads with."""
+    ``how``: the device, precision, backend and window it loads with."""
     from koe5.rerank.model import check_weight
     from koe5.search.reranking import DEFAULT_DEPTH, check_depth
 
     if not rerank and name is None:
-        if depth is not None or weight is not None or how["backend"] != "torch":
-            fail("--rerank-depth, --rerank-weight and --rerank-backend need --rerank (or --reranker MODEL)")
+        if depth is not None or weight is not None or how["backend"] != "torch" or how["window"] is not None:
+            fail(
+                "--rerank-depth, --rerank-weight, --rerank-window and --rerank-backend need --rerank "
+                "(or --reranker MODEL)"
+            )
         return None, DEFAULT_DEPTH
     depth = check_depth(k, max(DEFAULT_DEPTH, k) if depth is None else depth)  # before the model loads
     weight = None if weight is None else check_weight(weight)
@@ -401,6 +405,7 @@ def search(
         ),
     ] = None,
     rerank_weight: RerankWeightOpt = None,
+    rerank_window: RerankWindowOpt = None,
     rerank_backend: RerankBackendOpt = "torch",
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Must be the model the index was built with.")
@@ -416,6 +421,7 @@ def search(
     with failing():
         index = open_index(index_dir, model=model, device=device, precision=precision)
         loading = {"device": device, "precision": precision, "backend": rerank_backend}
+        loading["window"] = rerank_window
         reranker, depth = _reranker(k, rerank, reranker_name, rerank_depth, rerank_weight, loading)
         chosen = _fusion(index, fusion, dense_weight)
         how = {"fusion": chosen, "rerank": reranker, "rerank_depth": depth}

@@ -13,6 +13,7 @@ from koe5.cli.options import (
     ModelOptions,
     RerankBackendOpt,
     RerankWeightOpt,
+    RerankWindowOpt,
     app,
     fail,
     failing,
@@ -131,6 +132,7 @@ def serve(
         ),
     ] = None,
     rerank_weight: RerankWeightOpt = None,
+    rerank_window: RerankWindowOpt = None,
     rerank_backend: RerankBackendOpt = "torch",
     # --model and --backend are serve's own (default: the index's); their values arrive here too
     model_options: ModelOptions = MODEL_DEFAULTS,
@@ -154,7 +156,7 @@ def serve(
         settings = Settings.from_env(**(limits or {}))
     with failing():
         encoder, search_index = _open(index, model_options)
-        cross_encoder = _reranker(reranker, rerank_weight, rerank_backend, model_options)
+        cross_encoder = _reranker(reranker, rerank_weight, rerank_window, rerank_backend, model_options)
     _announce(host, port, encoder, search_index, settings, cross_encoder)
     run(
         create_app(encoder, search_index, settings, reranker=cross_encoder),
@@ -175,15 +177,17 @@ def _open(index: str | None, options: ModelOptions):
     return found.encoder, found
 
 
-def _reranker(name: str | None, weight: float | None, backend: str, options: ModelOptions):
+def _reranker(
+    name: str | None, weight: float | None, window: int | None, backend: str, options: ModelOptions
+):
     """The reranker ``--reranker`` names, on the model's device; ``None`` without the flag."""
     if name is None:
-        if weight is not None or backend != "torch":
-            fail("--rerank-weight and --rerank-backend need --reranker MODEL")
+        if weight is not None or window is not None or backend != "torch":
+            fail("--rerank-weight, --rerank-window and --rerank-backend need --reranker MODEL")
         return None
     from koe5.rerank import Reranker
 
-    return Reranker.load(name, device=options.device, weight=weight, backend=backend)
+    return Reranker.load(name, device=options.device, weight=weight, window=window, backend=backend)
 
 
 def _announce(host: str, port: int, encoder, index, settings: Settings, reranker=None) -> None:

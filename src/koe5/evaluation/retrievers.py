@@ -261,7 +261,8 @@ class RerankRetriever:
         self.first_stage, self.reranker, self.depth = first_stage, reranker, depth
         self.weight = weight_of(reranker)
         backend = getattr(reranker, "backend", "torch")
-        self.name = name or rerank_label(first_stage.name, reranker.name, depth, self.weight, backend)
+        window = getattr(reranker, "window", None)
+        self.name = name or rerank_label(first_stage.name, reranker.name, depth, self.weight, backend, window)
         self.show_progress = show_progress
 
     def rank(self, data: RetrievalData, top_k: int) -> Run:
@@ -286,12 +287,19 @@ class RerankRetriever:
 
 
 def rerank_label(
-    first_stage: str, reranker: str, depth: int, weight: float = 1.0, backend: str = "torch"
+    first_stage: str,
+    reranker: str,
+    depth: int,
+    weight: float = 1.0,
+    backend: str = "torch",
+    window: int | None = None,
 ) -> str:
     """The row (and result folder) of a reranked first stage: ``<first stage>+rerank-<reranker>-d<depth>``,
     the reranker named by its last path part (``koe5/bm25-kiwi+rerank-bge-reranker-v2-m3-ko-d50``),
-    ``-w<weight>`` where the reranker's score is blended with the first stage's, and ``-<backend>``
-    where another backend than torch fp32 runs it (``-onnx-int8``: its scores differ)."""
+    ``-w<weight>`` where the reranker's score is blended with the first stage's, ``-win<tokens>``
+    where it reads long texts in windows, and ``-<backend>`` where another backend than torch fp32
+    runs it (``-onnx-int8``: its scores differ)."""
     short = reranker.rstrip("/").rsplit("/", 1)[-1]
     label = f"{first_stage}+rerank-{short}-d{depth}" + (f"-w{weight:g}" if weight < 1 else "")
+    label += f"-win{window}" if window else ""
     return label + (f"-{backend}" if backend != "torch" else "")

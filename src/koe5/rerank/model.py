@@ -36,6 +36,7 @@ from koe5.rerank.folders import FolderFacts, choose_max_length, config_folder, i
 from koe5.rerank.inputs import check_candidates, check_query, check_top_k
 from koe5.rerank.ranking import Ranked, ranked
 from koe5.rerank.registry import DEFAULT, RerankerSpec, resolve
+from koe5.rerank.windows import best, expand
 from koe5.runtime.base import DTYPES, PRECISIONS
 from koe5.runtime.select import TORCH_BF16, exported_copy
 
@@ -57,7 +58,8 @@ class Scores:
     """What one scoring call gives: a score per text (input order) and what it cost.
 
     ``truncated`` counts the pairs longer than ``max_length`` that were cut; ``tokens`` is how many
-    tokens the model read, special tokens included (after cutting).
+    tokens the model read, special tokens included (after cutting). With a ``window`` a pair is a
+    window of a text (:mod:`koe5.rerank.windows`).
     """
 
     scores: np.ndarray
@@ -86,6 +88,7 @@ class Reranker:
         onnx: OnnxClassifier | None = None,
         tokenizer=None,
         backend: str = "torch",
+        window: int | None = None,
     ) -> None:
         self.spec = spec
         self.location = location
@@ -96,6 +99,8 @@ class Reranker:
         self.max_length = max_length
         self.activation = activation
         self.max_tokens = max_tokens
+        #: tokens of a text read at a time, a long text scoring as its best window; None: cut to fit
+        self.window = check_window(window, max_length)
         #: its share of a reranked search result's score (:func:`koe5.search.reranking.blend`)
         self.weight = check_weight(weight)
         #: the exported classifier when ONNX Runtime runs the model (:mod:`koe5.rerank.backends`)
@@ -118,6 +123,7 @@ class Reranker:
         max_tokens: int = MAX_TOKENS,
         weight: float | None = None,
         backend: str = "torch",
+        window: int | None = None,
     ) -> Reranker:
         """Load a reranker: ``"default"`` (koe5's own, after ``koe5 train-reranker``), a registry id,
         a folder or another hub id.
@@ -128,7 +134,10 @@ class Reranker:
         any weights are read. ``weight``: the reranker's share of a reranked search result's score,
         the rest the first stage's (default: the registry's ``weight``, else 1: the reranker alone).
         ``backend``: ``torch``, or ``onnx``, ``onnx-int8`` or ``auto`` for a local folder exported by
-        ``koe5 export NAME --reranker --onnx`` (:mod:`koe5.rerank.backends`).
+        ``koe5 export NAME --reranker --onnx`` (:mod:`koe5.rerank.backends`). ``window``: read a
+        text longer than this many tokens in overlapping windows and score it by its best
+        (:mod:`koe5.rerank.windows`; default: the registry's ``window``, else none; 0: none, a long
+        text is cut to fit).
         """
         if precision not in PRECISIONS:
             raise ModelError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
@@ -144,7 +153,9 @@ class Reranker:
         length = choose_max_length(max_length, spec.max_length, facts, name)
         activation = _activation(spec, facts)
         weight = spec.extra.get("weight", 1.0) if weight is None else weight
+        window = spec.extra.get("window") if window is None else window
         how = {"max_length": length, "activation": activation, "max_tokens": max_tokens, "weight": weight}
+        how["window"] = window
         how["backend"] = runner
         if runner in ("onnx", "onnx-int8"):
             if device not in (None, "cpu"):
@@ -192,36 +203,49 @@ class Reranker:
         ``raw`` gives the logits; otherwise the registry's activation is applied (sigmoid: 0-1). A pair
         longer than ``max_length`` is cut as sentence-transformers cuts it (the longer half first);
         with ``truncate=False`` it is a :class:`~koe5.errors.TooLongError` naming the first such item,
-        raised before the model runs.
+        raised before the model runs. With a ``window``, a text longer than it is read in windows
+        and scores as its best; only a window with a long query can then be too long.
         """
         query = check_query(query)
         items = check_candidates(texts)
         if not items:
             return Scores(np.zeros(0, dtype=np.float32), 0, 0)
-        lengths = self.pair_lengths(query, items)
+        pieces, owner = self.windows(items)
+        lengths = self.pair_lengths(query, pieces)
         over = np.flatnonzero(lengths > self.max_length)
         if over.size and not truncate:
             first = int(over[0])
             raise TooLongError(
-                f"item {first}: the query and this text are {int(lengths[first])} tokens together, more "
-                f"than the reranker's {self.max_length} ({over.size} item(s) too long; truncation is off)"
+                f"item {int(owner[first])}: the query and this text are {int(lengths[first])} tokens "
+                f"together, more than the reranker's {self.max_length} ({over.size} "
+                f"{'item' if self.window is None else 'window'}(s) too long; truncation is off)"
             )
         read = np.minimum(lengths, self.max_length)
-        logits = np.empty(len(items), dtype=np.float32)
-        progress = _progress(len(items), show_progress)
+        logits = np.empty(len(pieces), dtype=np.float32)
+        progress = _progress(len(pieces), show_progress)
         for batch in length_sorted_batches(read, MAX_PAIRS, self.max_tokens):
-            logits[batch] = self._logits(query, [items[i] for i in batch])
+            logits[batch] = self._logits(query, [pieces[i] for i in batch])
             progress.update(len(batch))
         progress.close()
         if over.size:
             log.warning(
                 "koe5: %d of %d (query, text) pairs were longer than %d tokens and were truncated",
                 over.size,
-                len(items),
+                len(pieces),
                 self.max_length,
             )
+        if self.window is not None:  # both activations keep the order: the best logit is the best score
+            logits = best(logits, owner, len(items))
         scores = logits if raw else activate(self.activation, logits)
         return Scores(scores, int(over.size), int(read.sum()))
+
+    def windows(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """What the model reads of ``texts``: with a ``window``, each long text's windows; without,
+        the texts. And for each, the index of its text (:func:`koe5.rerank.windows.expand`)."""
+        if self.window is None:
+            return list(texts), np.arange(len(texts))
+        with self._lock:
+            return expand(self.tokenizer, texts, self.window)
 
     def score(
         self, query: str, texts: Sequence[str], *, raw: bool = False, truncate: bool = True
@@ -307,7 +331,8 @@ class Reranker:
 
     def __repr__(self) -> str:
         return (
-            f"Reranker({self.name!r}, max_length={self.max_length}, activation={self.activation!r}, "
+            f"Reranker({self.name!r}, max_length={self.max_length}, window={self.window}, "
+            f"activation={self.activation!r}, "
             f"weight={self.weight:g}, backend={self.backend!r}, device={self.device!r}, "
             f"location={self.location!r})"
         )
@@ -360,6 +385,19 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="reranking", unit="pair", disable=not enabled or total == 0, leave=False)
+
+
+def check_window(window, max_length: int) -> int | None:
+    """``window`` as a number of tokens that fits the reranker's length beside a query, or None
+    (``None`` or 0: no windows, a long text is cut to fit)."""
+    if window is None or (window == 0 and not isinstance(window, bool)):
+        return None
+    if isinstance(window, bool) or not isinstance(window, int) or not 8 <= window < max_length:
+        raise ModelError(
+            f"a reranker's window must be a whole number of tokens from 8 to below its max length "
+            f"{max_length} (room for the query), got {window!r:.40}"
+        )
+    return window
 
 
 def check_weight(weight) -> float:

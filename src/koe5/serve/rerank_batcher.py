@@ -37,6 +37,7 @@ import numpy as np
 
 from koe5.batching import length_sorted_batches
 from koe5.rerank.model import MAX_PAIRS, MAX_TOKENS, activate
+from koe5.rerank.windows import best
 from koe5.serve.errors import ApiError
 from koe5.serve.settings import Settings
 from koe5.serve.worker import Job, QueueWorker
@@ -64,6 +65,9 @@ class _Job(Job):
     texts: list[str]
     raw: bool
     side: str
+    #: what the model reads: the texts, or their windows (``Reranker.windows``), and each one's text
+    pieces: list[str] | None = None
+    owner: np.ndarray | None = None
 
 
 class RerankBatcher(QueueWorker):
@@ -118,10 +122,15 @@ class RerankBatcher(QueueWorker):
             self.metrics.rerank_queue(pending)
 
     def _lengths(self, job: _Job) -> np.ndarray:
-        """Tokens per pair, query and special tokens included, uncut."""
-        if not job.texts:
+        """Tokens per pair, query and special tokens included, uncut; with the reranker's ``window``
+        a pair is a window of a text."""
+        job.pieces, job.owner = self.reranker.windows(job.texts)
+        if not job.pieces:
             return np.zeros(0, dtype=np.int64)
-        return np.asarray(self.reranker.pair_lengths(job.query, job.texts), dtype=np.int64)
+        return np.asarray(self.reranker.pair_lengths(job.query, job.pieces), dtype=np.int64)
+
+    def _item_of(self, job: _Job, index: int) -> int:
+        return int(job.owner[index])
 
     def _too_long(self, item: int, tokens: int) -> ApiError:
         return ApiError(
@@ -135,9 +144,9 @@ class RerankBatcher(QueueWorker):
     def _run_batch(self, batch: list[_Job]) -> None:
         started = time.perf_counter()
         limit = self.max_length
-        queries = [j.query for j in batch for _ in j.texts]
-        texts = [t for j in batch for t in j.texts]
-        sides = np.array([j.side for j in batch for _ in j.texts])
+        queries = [j.query for j in batch for _ in j.pieces]
+        texts = [t for j in batch for t in j.pieces]
+        sides = np.array([j.side for j in batch for _ in j.pieces])
         read = np.minimum(np.concatenate([j.lengths for j in batch]), limit)
         try:
             logits = self._logits(queries, texts, sides, read)
@@ -148,9 +157,11 @@ class RerankBatcher(QueueWorker):
             return
         start = truncated = 0
         for j in batch:
-            n = len(j.texts)
+            n = len(j.pieces)
             part = logits[start : start + n]
             cut = int((j.lengths > limit).sum())
+            if self.reranker.window is not None:  # each text scores as its best window
+                part = best(part, j.owner, len(j.texts))
             scores = part if j.raw else activate(self.reranker.activation, part)
             j.future.set_result(RerankResult(scores, int(read[start : start + n].sum()), cut))
             start += n

@@ -238,6 +238,11 @@ class ModelType(BaseModel):
 class RerankerInfo(BaseModel):
     name: str = Field(description="What `model` in /v1/rerank answers say.")
     max_length: int = Field(description="Tokens per pair: query, text and special tokens.")
+    window: int | None = Field(
+        None,
+        description="Tokens of a text read at a time: a longer one is read in half-overlapping windows "
+        "and scored by its best (null: cut to fit).",
+    )
     activation: str = Field(description="`sigmoid` (scores 0-1) or `identity` (the logit).")
     weight: float = Field(
         description="Its share of a /search hit's score when reranked (the rest the index's; 1: its alone)."

@@ -98,6 +98,11 @@ class QueueWorker:
     def _lengths(self, job: Job) -> np.ndarray:
         raise NotImplementedError
 
+    def _item_of(self, job: Job, index: int) -> int:
+        """The request's item that the ``index``-th of its counted lengths belongs to (the same here;
+        a worker that reads an item in several parts maps them back)."""
+        return index
+
     def _too_long(self, item: int, tokens: int) -> ApiError:
         return ApiError(413, "max_tokens", f"item {item} has {tokens} tokens, more than {self.max_length}")
 
@@ -217,7 +222,7 @@ class QueueWorker:
         limit = self.max_length
         if not job.truncate and len(job.lengths) and job.lengths.max() > limit:
             item = int(np.argmax(job.lengths > limit))
-            job.future.set_exception(self._too_long(item, int(job.lengths[item])))
+            job.future.set_exception(self._too_long(self._item_of(job, item), int(job.lengths[item])))
             return False
         return True
 

@@ -130,6 +130,7 @@ def _reranker_card(reranker) -> dict | None:
     return {
         "name": reranker.name,
         "max_length": int(reranker.max_length),
+        "window": getattr(reranker, "window", None),
         "activation": reranker.activation,
         "weight": weight_of(reranker),
         "backend": getattr(reranker, "backend", "torch"),
