@@ -60,7 +60,13 @@ def test_window_0_reads_texts_whole_as_none_does(tiny_reranker_dir, whole, sampl
 
 
 @pytest.mark.parametrize("window", [-1, 7, 48, 100, True, 16.0])
-def test_a_window_that_cannot_fit_beside_a_query_is_refused_by_name(tiny_reranker_dir, window):
+def test_a_window_that_cannot_fit_beside_a_query_is_refused_by_name(tiny_reranker_dir, window, monkeypatch):
+    from koe5.rerank import model
+
+    def no_load(*args):
+        raise AssertionError("the weights were loaded before the window was checked")
+
+    monkeypatch.setattr(model, "_load_cross_encoder", no_load)
     with pytest.raises(ModelError, match="window must be a whole number of tokens"):
         Reranker.load(str(tiny_reranker_dir), device="cpu", max_length=48, window=window)
 

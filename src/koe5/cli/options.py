@@ -262,14 +262,13 @@ RerankWeightOpt = Annotated[
     ),
 ]
 
-RerankWindowOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--rerank-window",
-        help="Read a candidate longer than this many tokens in half-overlapping windows, scored by its "
-        "best (0: cut it to fit; default: the reranker's own).",
-    ),
-]
+#: The help of a reranker's window option (``--rerank-window`` here, ``--window`` on ``koe5 rerank``).
+WINDOW_HELP = (
+    "Read a text longer than this many tokens in half-overlapping windows, scored by its best (0: cut it "
+    "to fit; default: the reranker's own)."
+)
+
+RerankWindowOpt = Annotated[int | None, typer.Option("--rerank-window", help=WINDOW_HELP)]
 
 RerankBackendOpt = Annotated[
     str,

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from koe5.cli.options import DeviceOpt, JsonOpt, PrecisionOpt, app, failing, say, show_progress
+from koe5.cli.options import (
+    WINDOW_HELP,
+    DeviceOpt,
+    JsonOpt,
+    PrecisionOpt,
+    app,
+    failing,
+    say,
+    show_progress,
+)
 
 
 @app.command()
@@ -43,14 +52,7 @@ def rerank(
             help="Tokens of query and text together (default: the model's).",
         ),
     ] = None,
-    window: Annotated[
-        int | None,
-        typer.Option(
-            "--window",
-            help="Read a text longer than this many tokens in half-overlapping windows, scored by its "
-            "best (0: cut it to fit; default: the reranker's own).",
-        ),
-    ] = None,
+    window: Annotated[int | None, typer.Option("--window", help=WINDOW_HELP)] = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = "auto",
     backend: Annotated[

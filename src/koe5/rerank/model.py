@@ -152,8 +152,9 @@ class Reranker:
         facts = inspect_folder(config_folder(location, local), name)
         length = choose_max_length(max_length, spec.max_length, facts, name)
         activation = _activation(spec, facts)
-        weight = spec.extra.get("weight", 1.0) if weight is None else weight
-        window = spec.extra.get("window") if window is None else window
+        # checked here too, so that a bad weight or window costs no model load
+        weight = check_weight(spec.extra.get("weight", 1.0) if weight is None else weight)
+        window = check_window(spec.extra.get("window") if window is None else window, length)
         how = {"max_length": length, "activation": activation, "max_tokens": max_tokens, "weight": weight}
         how["window"] = window
         how["backend"] = runner
@@ -242,9 +243,7 @@ class Reranker:
     def windows(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """What the model reads of ``texts``: with a ``window``, each long text's windows; without,
         the texts. And for each, the index of its text (:func:`koe5.rerank.windows.expand`)."""
-        if self.window is None:
-            return list(texts), np.arange(len(texts))
-        with self._lock:
+        with self._lock:  # expand tokenises only with a window
             return expand(self.tokenizer, texts, self.window)
 
     def score(
@@ -390,14 +389,15 @@ def _progress(total: int, enabled: bool):
 def check_window(window, max_length: int) -> int | None:
     """``window`` as a number of tokens that fits the reranker's length beside a query, or None
     (``None`` or 0: no windows, a long text is cut to fit)."""
-    if window is None or (window == 0 and not isinstance(window, bool)):
+    if window is None:
         return None
-    if isinstance(window, bool) or not isinstance(window, int) or not 8 <= window < max_length:
+    whole = isinstance(window, int) and not isinstance(window, bool)
+    if not whole or not (window == 0 or 8 <= window < max_length):
         raise ModelError(
             f"a reranker's window must be a whole number of tokens from 8 to below its max length "
             f"{max_length} (room for the query), got {window!r:.40}"
         )
-    return window
+    return window or None
 
 
 def check_weight(weight) -> float:
