@@ -434,6 +434,11 @@ def hybrid_fusion(name: str) -> str:
     return out + table(["ranking", *heads, "average", "worst loss"], body)
 
 
+def _interval(row: dict) -> list[str]:
+    """The cells of a difference with its 95% interval (``benchmarks/hybrid_fusion.py``'s ``interval``)."""
+    return [f"{row['difference']:+.4f}", f"{row['low']:+.4f} to {row['high']:+.4f}"]
+
+
 def fusion_intervals(name: str) -> str:
     """The default fusion minus the better part per task, with its 95% interval over the queries."""
     file = name.split("#")[0]
@@ -442,10 +447,8 @@ def fusion_intervals(name: str) -> str:
     for part, title in (("dev", "dev"), ("bundled", "test")):
         for task, row in r["intervals"][part].items():
             verdict = "holds" if row["low"] >= -0.005 else "fails" if row["high"] < -0.005 else "cannot tell"
-            where = f"{row['low']:+.4f} to {row['high']:+.4f}"
             task_name = f"{task.replace('Retrieval', '')} ({title})"
-            difference = f"{row['difference']:+.4f}"
-            body.append([task_name, f"{row['queries']:,}", row["better part"], difference, where, verdict])
+            body.append([task_name, f"{row['queries']:,}", row["better part"], *_interval(row), verdict])
     caption = (
         f"{r['default']} minus the better of dense and BM25, NDCG@10 per task, with the 95% interval of a "
         "paired bootstrap over the task's queries; last column: the aim (never more than 0.005 below) holds "
@@ -764,8 +767,7 @@ def _rerank_weight_bundled(r: dict, intro: bool = True) -> str:
         for task, found in intervals.items():
             for label, row in found.items():
                 if label.endswith(f"weight {w}"):
-                    where = f"{row['low']:+.4f} to {row['high']:+.4f}"
-                    body.append([task.replace("Retrieval", ""), label, f"{row['difference']:+.4f}", where])
+                    body.append([task.replace("Retrieval", ""), label, *_interval(row)])
         out += (
             f"\nAt weight {w}, each reranked row minus the hybrid, with the 95% interval of a paired "
             "bootstrap over the task's queries"

@@ -20,12 +20,18 @@ large differences apart.
 The bundled rows reuse the pair scores ``rerank_quality.py`` keeps (same reranker, length, sample and
 seed), so the suite's queries are scored once for both scripts.
 
-    .venv/bin/python benchmarks/rerank_weight.py --out benchmarks/results/rerank_weight.json
+    .venv/bin/python benchmarks/rerank_weight.py --window 0 --out /tmp/rerank_weight_no_window.json
+    .venv/bin/python benchmarks/rerank_weight.py --against /tmp/rerank_weight_no_window.json \
+        --out benchmarks/results/rerank_weight.json
+
+``--against`` (a result of this script at another ``--window``) also chooses the window and the weight
+together: the same rule over every (window, weight) of both runs ("window choice").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -63,6 +69,46 @@ def blended(scores: dict, run: dict, depth: int, weight: float) -> dict:
     return out
 
 
+def choose(scores: dict) -> tuple[dict, dict, object]:
+    """The rule, over any candidates (``scores``: candidate -> {dev task: NDCG@10}): each candidate's
+    worst regret (on each task, the best candidate's NDCG@10 minus its), its dev average, and the one
+    with the smallest worst regret, ties broken by the average."""
+    tasks = next(iter(scores.values()))
+    best = {t: max(row[t] for row in scores.values()) for t in tasks}
+    regret = {c: max(best[t] - row[t] for t in tasks) for c, row in scores.items()}
+    average = {c: sum(row.values()) / len(row) for c, row in scores.items()}
+    return regret, average, min(scores, key=lambda c: (round(regret[c], 6), -average[c]))
+
+
+def window_choice(other: dict, window: int | None, dev: dict) -> dict:
+    """Window and weight chosen together by :func:`choose` over every (window, weight) of this run's
+    ``dev`` table and ``other`` (a result of this script at another window)."""
+    runs = {str(other.get("window") or "none"): other["dev"]["ndcg_at_10"], str(window or "none"): dev}
+    if len(runs) < 2 or other["dev"]["ndcg_at_10"].keys() != dev.keys():
+        raise SystemExit("--against needs a result of the same dev tasks at another --window")
+    scores = {
+        (win, w): {t: row[w] for t, row in table.items()}
+        for win, table in runs.items()
+        for w in dev[next(iter(dev))]
+    }
+    regret, average, (win, w) = choose(scores)
+    by_window = {}
+    for name in runs:
+        own = min((c for c in scores if c[0] == name), key=lambda c: (round(regret[c], 6), -average[c]))
+        by_window[name] = {
+            "chosen weight": float(own[1]),
+            "worst regret (joint)": round(regret[own], 5),
+            "dev average": round(average[own], 5),
+            "reranker alone": round(average[(name, "1.0")], 5),
+        }
+    return {
+        "rule": "over every (window, weight) of both runs: the smallest worst regret on the dev tasks, "
+        "ties by the dev average",
+        "chosen": {"window": None if win == "none" else int(win), "weight": float(w)},
+        "by window": by_window,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -74,6 +120,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.rerank_cache"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="this script's result for the reranker at another --window: choose window and weight together",
+    )
     args = parser.parse_args()
 
     import koe5
@@ -90,12 +141,12 @@ def main() -> None:
         scores = pair_scores(reranker, data, candidates, args.cache / f"{tag}.npz")
         dev[name] = {f"{w:.1f}": ndcg10(data.qrels, blended(scores, run, DEV_DEPTH, w)) for w in WEIGHTS}
         print(f"# {name}: " + ", ".join(f"{w} {v:.4f}" for w, v in dev[name].items()), flush=True)
-    regret = {
-        w: max(max(row.values()) - row[w] for row in dev.values()) for w in (f"{x:.1f}" for x in WEIGHTS)
-    }
-    average = {w: sum(row[w] for row in dev.values()) / len(dev) for w in regret}
-    chosen = min(regret, key=lambda w: (round(regret[w], 6), -average[w]))
+    regret, average, chosen = choose({w: {t: row[w] for t, row in dev.items()} for w in dev[next(iter(dev))]})
     print(f"# chosen weight {chosen}: worst regret {regret[chosen]:.4f}, dev average {average[chosen]:.4f}")
+    windows = None
+    if args.against:
+        windows = window_choice(json.loads(args.against.read_text(encoding="utf-8")), reranker.window, dev)
+        print(f"# window and weight chosen together: {windows['chosen']}", flush=True)
 
     bundled: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, dict]] = {}
@@ -126,6 +177,7 @@ def main() -> None:
         "worst regret": regret,
         "dev average": average,
         "chosen weight": float(chosen),
+        **({"window choice": windows} if windows else {}),
         "bundled": bundled,
         # each reranked row minus the hybrid, with the 95% interval over the task's queries
         "bundled intervals": intervals,
